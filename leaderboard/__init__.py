@@ -1,0 +1,1 @@
+"""Results JSON schema, markdown leaderboard and figures."""

@@ -1,0 +1,62 @@
+"""MLLB losses: one registry of multi-label losses, each a functional core plus an ``nn.Module``.
+
+>>> from losses import create_loss
+>>> loss = create_loss("apl", preset="apl_aapd")
+>>> loss.hparams["alpha1"]
+2.5
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Built-ins register on import; explicit imports, no directory scanning.
+from losses import aam, apl, asl, bce, timm_adapters  # noqa: F401
+from losses.base import LOSSES, MultiLabelLoss
+from losses.presets import get_preset, preset_names
+from losses.registry import Registry, RegistryError
+
+__all__ = [
+    "LOSSES",
+    "MultiLabelLoss",
+    "Registry",
+    "RegistryError",
+    "create_loss",
+    "get_preset",
+    "list_losses",
+    "preset_names",
+]
+
+
+def list_losses() -> list[str]:
+    """Names of every registered loss, built-in and installed plugins."""
+    return LOSSES.names()
+
+
+def create_loss(name: str, *, preset: str | None = None, **kwargs: Any) -> MultiLabelLoss:
+    """Build the registered loss ``name``.
+
+    Args:
+        name: a registered loss name (``list_losses()``).
+        preset: optional published hyper-parameter set (``preset_names()``) for this loss;
+            explicit ``kwargs`` override its values.
+        **kwargs: hyper-parameters of the loss.
+
+    Raises:
+        RegistryError: unknown name (with a suggestion).
+        TypeError / ValueError: unknown or invalid hyper-parameter, or a preset of another loss.
+    """
+    cls = LOSSES.get(name)
+    params: dict[str, Any] = {}
+    if preset is not None:
+        entry = get_preset(preset)
+        if entry["loss"] != name:
+            raise ValueError(
+                f"preset {preset!r} is for loss {entry['loss']!r}, not {name!r}; use "
+                f"create_loss({entry['loss']!r}, preset={preset!r})"
+            )
+        params.update(entry["kwargs"])
+    params.update(kwargs)
+    loss = cls(**params)
+    loss.preset = preset
+    return loss

@@ -1,0 +1,284 @@
+"""One fused kernel for the whole "asymmetric polynomial" family (focal, Poly-1, ASL, APL).
+
+Every loss of the family is, per element with p = sigmoid(z), q = 1 - p, p_m = max(p - m, 0)::
+
+    L+ = c+ * q^g+   * [ -log p       + a1 q + a2 q^2 ]
+    L- = c- * p_m^g- * [ -log(1 - p_m) + b1 p_m + b0   ]
+    L  = y L+ + (1 - y) L-
+
+focal: a = b = 0, m = 0, g+ = g- = gamma, c+/c- = alpha/(1 - alpha); Poly-1: a1 = b1 = epsilon;
+ASL: a = b = 0; APL: a1 = alpha1 - 1, a2 = alpha2 - 1/2, b1 = beta1 - 1; the official APL code:
+a1 = -epsilon_pos, a2 = -epsilon_pos_pow / 2, b1 = epsilon_neg, b0 = -epsilon_neg.
+
+Why a custom ``autograd.Function``: composing these formulas from eager ops saves a dozen [N, C]
+tensors for backward and runs 7-12x slower than ``binary_cross_entropy_with_logits`` (that is what
+the official ASL/APL code does). Here the closed-form gradient is computed in the forward pass
+(only when a gradient is needed) and is the only tensor saved, and with binary targets on CPU the
+positive branch is evaluated only at the (few) positive entries.
+
+Numerics: logs come from ``logsigmoid`` (never ``log(sigmoid(z).clamp(eps))``); ``1 - p_m`` is at
+least ``m``; when ``m == 0`` the negative gradient uses the simplified form p^(g-+1)(1 + b1 q) so
+that nothing is divided by q, which underflows to 0 for large logits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+REDUCTIONS = ("mean", "sum", "batchmean", "none")
+
+# Binary targets with at most this fraction of positives take the sparse-positive path on CPU.
+_SPARSE_MAX_POSITIVE_FRACTION = 0.25
+
+
+@dataclass(frozen=True)
+class PolyParams:
+    """Resolved coefficients of the family formula (see the module docstring)."""
+
+    gamma_pos: float = 0.0
+    gamma_neg: float = 0.0
+    clip: float = 0.0
+    a1: float = 0.0
+    a2: float = 0.0
+    b1: float = 0.0
+    b0: float = 0.0
+    scale_pos: float = 1.0
+    scale_neg: float = 1.0
+    eps: float = 0.0
+    detach_focal_weight: bool = False
+
+
+def _pow(x: Tensor, g: float) -> Tensor | None:
+    """x**g, with None for g == 0 (a weight of one) and multiplications for small integers."""
+    if g == 0:
+        return None
+    if g == 1:
+        return x
+    if g == 2:
+        return x * x
+    if g == 4:
+        return (x * x).square_()
+    return x.pow(g)
+
+
+def _neg_branch(
+    z: Tensor, p: Tensor, hp: PolyParams, need_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Loss L- and dL-/dz for every entry of ``z`` (treated as negatives). Shapes as ``z``."""
+    m, g = hp.clip, hp.gamma_neg
+    if m > 0:
+        pm = (p - m).clamp_(min=0)
+        r = torch.rsub(pm, 1)  # 1 - p_m >= m > 0: its log is safe
+        log_r = r.log()
+    else:
+        pm, r = p, None
+        log_r = F.logsigmoid(-z)  # log(1 - p) without cancellation
+    clamped = None
+    if hp.eps > 0:  # the official code's log(max(., eps)): same value, zero gradient below eps
+        log_eps = math.log(hp.eps)
+        clamped = log_r < log_eps
+        log_r = log_r.clamp(min=log_eps)
+    f = log_r.neg_() if log_r is not p else -log_r
+    if hp.b1:
+        f.add_(pm, alpha=hp.b1)
+    if hp.b0:
+        f.add_(hp.b0)
+    w = _pow(pm, g)
+    loss = f * w if w is not None else f.clone()
+    if hp.scale_neg != 1:
+        loss.mul_(hp.scale_neg)
+    if not need_grad:
+        return loss, None
+
+    q = torch.rsub(p, 1)
+    dpm = q.mul_(p)  # dp/dz = p q
+    if m > 0:
+        dpm.masked_fill_(pm == 0, 0.0)  # p_m = max(p - m, 0) is flat below the margin
+        # d(-log(1 - p_m))/dz = dpm / r (zero where clamped at eps)
+        dlog = dpm / r
+    else:
+        # d(-log(1 - p))/dz = p exactly; avoids p q / q with q underflowing to 0
+        dlog = p.clone()
+    if clamped is not None:
+        dlog.masked_fill_(clamped, 0.0)
+    if hp.b1:
+        dlog.add_(dpm, alpha=hp.b1)
+    grad = dlog.mul_(w) if w is not None else dlog
+    if not hp.detach_focal_weight and g != 0:
+        # d(p_m^g)/dz = g p_m^(g-1) dpm; where p_m == 0 and g < 1 that power is inf times 0
+        wprime = pm.pow(g - 1) if g != 1 else None
+        term = f.mul_(dpm)  # f is not needed after this point
+        if wprime is not None:
+            if g < 1:
+                wprime.masked_fill_(pm == 0, 0.0)
+            term.mul_(wprime)
+        grad.add_(term, alpha=g)
+    if hp.scale_neg != 1:
+        grad.mul_(hp.scale_neg)
+    return loss, grad
+
+
+def _pos_branch(
+    z: Tensor, p: Tensor, q: Tensor, hp: PolyParams, need_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Loss L+ and dL+/dz for every entry of ``z`` (treated as positives). Shapes as ``z``."""
+    g = hp.gamma_pos
+    log_p = F.logsigmoid(z)
+    clamped = None
+    if hp.eps > 0:
+        log_eps = math.log(hp.eps)
+        clamped = log_p < log_eps
+        log_p = log_p.clamp(min=log_eps)
+    f = log_p.neg_()
+    if hp.a1 or hp.a2:
+        # a1 q + a2 q^2 = q (a1 + a2 q)
+        f.add_(q * (q * hp.a2 + hp.a1))
+    w = _pow(q, g)
+    loss = f * w if w is not None else f.clone()
+    if hp.scale_pos != 1:
+        loss.mul_(hp.scale_pos)
+    if not need_grad:
+        return loss, None
+
+    # df/dz = -q [1{not clamped} + a1 p + 2 a2 p q]
+    inner = torch.ones_like(q) if clamped is None else (~clamped).to(q.dtype)
+    if hp.a1 or hp.a2:
+        inner.add_(p * (q * (2 * hp.a2) + hp.a1))
+    grad = inner.mul_(q).neg_()
+    if w is not None:
+        grad.mul_(w)
+    if not hp.detach_focal_weight and g != 0:
+        # d(q^g)/dz = -g p q^g
+        dw = p * w if w is not None else p.clone()
+        grad.sub_(dw.mul_(f), alpha=g)
+    if hp.scale_pos != 1:
+        grad.mul_(hp.scale_pos)
+    return loss, grad
+
+
+def _binary_positive_index(targets: Tensor) -> tuple[Tensor, ...] | None:
+    """Indices of the positives when targets are binary and sparse enough (CPU only), else None."""
+    if targets.device.type != "cpu":
+        return None  # nonzero() would synchronize an accelerator on every call
+    idx = targets.nonzero(as_tuple=True)
+    if idx[0].numel() > _SPARSE_MAX_POSITIVE_FRACTION * targets.numel():
+        return None
+    if targets.dtype != torch.bool and not bool((targets[idx] == 1).all()):
+        return None  # soft targets: the dense formula handles them
+    return idx
+
+
+def _elementwise(
+    z: Tensor, targets: Tensor, hp: PolyParams, need_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Per-element loss and gradient of the family formula. Both [N, C] in ``z``'s dtype."""
+    p = torch.sigmoid(z)
+    idx = _binary_positive_index(targets)
+    if idx is not None:
+        loss, grad = _neg_branch(z, p, hp, need_grad)
+        if idx[0].numel():
+            z_pos = z[idx]
+            loss_pos, grad_pos = _pos_branch(
+                z_pos, torch.sigmoid(z_pos), torch.sigmoid(-z_pos), hp, need_grad
+            )
+            loss[idx] = loss_pos
+            if grad is not None:
+                grad[idx] = grad_pos
+        return loss, grad
+
+    y = targets.to(z.dtype)
+    loss_neg, grad_neg = _neg_branch(z, p, hp, need_grad)
+    loss_pos, grad_pos = _pos_branch(z, p, torch.rsub(p, 1), hp, need_grad)
+    # y L+ + (1 - y) L- = L- + y (L+ - L-)
+    loss = loss_neg.add_(loss_pos.sub_(loss_neg).mul_(y))
+    grad = None
+    if grad_neg is not None and grad_pos is not None:
+        grad = grad_neg.add_(grad_pos.sub_(grad_neg).mul_(y))
+    return loss, grad
+
+
+def reduce(loss: Tensor, reduction: str) -> Tensor:
+    """Reduce an elementwise loss [N, C]: mean over N*C, sum, sum / N ("batchmean") or none."""
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "batchmean":
+        return loss.sum() / loss.shape[0]
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+class _PolyLossFunction(torch.autograd.Function):
+    """Forward computes value and closed-form gradient; backward only scales the saved gradient."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, targets: Tensor, hp: PolyParams, reduction: str) -> Tensor:  # type: ignore[override]
+        need_grad = ctx.needs_input_grad[0]
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            loss, grad = _elementwise(z, targets, hp, need_grad)
+            out = reduce(loss, reduction)
+        if need_grad:
+            ctx.save_for_backward(grad)
+            ctx.reduction = reduction
+            ctx.numel, ctx.batch = z.numel(), z.shape[0]
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        if ctx.reduction == "mean":
+            grad_out = grad_out / ctx.numel
+        elif ctx.reduction == "batchmean":
+            grad_out = grad_out / ctx.batch
+        return grad * grad_out, None, None, None
+
+
+def compute_dtype(logits: Tensor) -> torch.dtype:
+    """float64 stays float64 (for exact tests); every other float dtype computes in float32."""
+    return torch.float64 if logits.dtype == torch.float64 else torch.float32
+
+
+def check_inputs(name: str, logits: Tensor, targets: Tensor, reduction: str) -> None:
+    """Validate the loss contract's inputs with a message that names the loss and the problem."""
+    if not isinstance(logits, Tensor) or not isinstance(targets, Tensor):
+        raise TypeError(
+            f"{name}: logits and targets must be torch tensors, got "
+            f"{type(logits).__name__} and {type(targets).__name__}"
+        )
+    if not logits.is_floating_point():
+        raise TypeError(f"{name}: logits must be a floating-point tensor, got {logits.dtype}")
+    if logits.dim() != 2:
+        raise ValueError(f"{name}: logits must be 2-D [N, C], got shape {tuple(logits.shape)}")
+    if targets.shape != logits.shape:
+        raise ValueError(
+            f"{name}: targets shape {tuple(targets.shape)} does not match logits shape "
+            f"{tuple(logits.shape)}; expected both [N, C]"
+        )
+    if logits.numel() == 0:
+        raise ValueError(f"{name}: empty batch (logits shape {tuple(logits.shape)})")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, name: str) -> Tensor:
+    """Evaluate the family formula with coefficients ``hp`` (see the module docstring).
+
+    Args:
+        logits: [N, C] raw scores, any float dtype; computed in float32 (float64 stays float64).
+        targets: [N, C] in {0, 1} (bool, int or float) or soft targets in [0, 1].
+        hp: the resolved coefficients.
+        reduction: "mean" (over N*C), "sum", "batchmean" (sum / N) or "none" ([N, C]).
+        name: the loss name, for error messages.
+    """
+    check_inputs(name, logits, targets, reduction)
+    z = logits.to(compute_dtype(logits)).contiguous()
+    return _PolyLossFunction.apply(z, targets.detach(), hp, reduction)

@@ -1,0 +1,137 @@
+"""The one ``Registry`` class of MLLB, shared by losses, models and tasks.
+
+Built-ins register on import through a decorator; third-party packages register through an
+entry-point group (``mllb.losses``, ``mllb.models``, ``mllb.tasks``) and are imported lazily, one
+name at a time, so that a plugin that fails to import breaks only its own name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(KeyError):
+    """Raised for an unknown or duplicate name; its message is meant for a human."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message, quotes and all
+        return str(self.args[0]) if self.args else ""
+
+
+class Registry(Generic[T]):
+    """A name -> object table with decorator registration and entry-point plugins.
+
+    Args:
+        kind: what is registered ("loss", "model", "task"); used in error messages.
+        entry_point_group: the ``importlib.metadata`` group third-party plugins use.
+    """
+
+    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._items: dict[str, T] = {}
+        self._plugin_errors: dict[str, str] = {}
+        self._entry_points: dict[str, importlib.metadata.EntryPoint] | None = None
+
+    def register(self, name: str | None = None) -> Callable[[T], T]:
+        """Decorator ``@REG.register("asl")``; no name: the object's ``name`` or ``__name__``."""
+
+        def decorator(obj: T) -> T:
+            key = name or getattr(obj, "name", None) or obj.__name__  # type: ignore[attr-defined]
+            self.add(key, obj)
+            return obj
+
+        return decorator
+
+    def add(self, name: str, obj: T) -> None:
+        """Register ``obj`` under ``name``; a second registration of the same name is an error."""
+        if name in self._items and self._items[name] is not obj:
+            raise RegistryError(
+                f"duplicate {self.kind} name {name!r}: already registered as "
+                f"{_describe(self._items[name])}, now {_describe(obj)}"
+            )
+        self._items[name] = obj
+
+    def _plugin_table(self) -> dict[str, importlib.metadata.EntryPoint]:
+        if self._entry_points is None:
+            self._entry_points = {}
+            if self.entry_point_group:
+                for ep in importlib.metadata.entry_points(group=self.entry_point_group):
+                    self._entry_points.setdefault(ep.name, ep)
+        return self._entry_points
+
+    def _load_plugin(self, name: str) -> T | None:
+        ep = self._plugin_table().get(name)
+        if ep is None:
+            return None
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must only break its own name
+            self._plugin_errors[name] = f"{type(exc).__name__}: {exc}"
+            return None
+        self._items.setdefault(name, obj)
+        return self._items[name]
+
+    def get(self, name: str) -> T:
+        """Return the object registered as ``name``, loading a plugin if needed.
+
+        Raises:
+            RegistryError: with a "did you mean" suggestion and the known names.
+        """
+        if name in self._items:
+            return self._items[name]
+        obj = self._load_plugin(name)
+        if obj is not None:
+            return obj
+        if name in self._plugin_errors:
+            raise RegistryError(
+                f"{self.kind} {name!r} comes from a plugin (entry point group "
+                f"{self.entry_point_group!r}) that failed to import: {self._plugin_errors[name]}"
+            )
+        known = self.names()
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise RegistryError(f"unknown {self.kind} {name!r}{hint} known: {known}")
+
+    def names(self) -> list[str]:
+        """Sorted names of built-ins and of installed plugins (plugins are not imported)."""
+        return sorted(set(self._items) | set(self._plugin_table()))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {self.names()})"
+
+    def load_all(self) -> dict[str, T]:
+        """Import every plugin; a failing one is reported by a warning and skipped."""
+        out: dict[str, T] = {}
+        for name in self.names():
+            try:
+                out[name] = self.get(name)
+            except RegistryError as exc:
+                warnings.warn(str(exc), stacklevel=2)
+        return out
+
+    def refresh_plugins(self) -> None:
+        """Forget the cached entry-point table (after installing a plugin in-process)."""
+        self._entry_points = None
+        self._plugin_errors.clear()
+
+
+def _describe(obj: Any) -> str:
+    module = getattr(obj, "__module__", "?")
+    return f"{module}.{getattr(obj, '__qualname__', repr(obj))}"
+

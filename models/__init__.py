@@ -1,0 +1,1 @@
+"""Models (text, relation extraction, vision), each family with a ``tiny_*`` variant."""

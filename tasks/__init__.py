@@ -1,0 +1,1 @@
+"""Task plugins (synthetic, text classification, DocRED, image classification) and metrics."""
