@@ -24,8 +24,9 @@ alpha1 = 0, alpha2 = 1.75, beta1 = 1.
 
 Other differences from the official code are those listed for ASL in ``losses/asl.py`` (stable
 logs, no grad-mode toggles, mean reduction by default, eps clamp only when asked for). The official
-code also clamps p at eps inside its polynomial terms; that changes the gradient of a positive by
-less than eps * |coefficients| and is not reproduced.
+code also clamps p at eps inside its polynomial terms; that changes the value and the gradient of
+an entry whose probability is below eps by at most eps * (|epsilon_pos| + |epsilon_pos_pow|) (a
+positive) or eps * |epsilon_neg| (a negative with m = 0) and is not reproduced.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from losses._kernel import PolyParams, poly_loss
+from losses._kernel import PolyParams, compute_dtype, poly_loss
 from losses.base import LOSSES, MultiLabelLoss, check_margin, check_nonneg, require
 
 
@@ -128,7 +128,7 @@ class AdaptiveAsymmetricLoss(MultiLabelLoss):
         return loss
 
     def _update(self, logits: Tensor, targets: Tensor) -> None:
-        p = torch.sigmoid(logits.float())  # [N, C]
+        p = torch.sigmoid(logits.to(compute_dtype(logits)))  # [N, C]
         pos = targets > 0.5
         # [sum p over positives, #positives, sum (1 - p) over negatives, #negatives]
         stats = torch.stack([
