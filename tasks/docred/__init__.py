@@ -1,0 +1,1 @@
+"""DocRED document-level relation extraction: scorer (and, later, the task plugin)."""

@@ -1,0 +1,269 @@
+"""tasks/metrics.py against scikit-learn (and plain definitions) on generated matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    hamming_loss,
+    ndcg_score,
+    precision_score,
+    recall_score,
+)
+
+from tasks import metrics as M
+
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def score_target_matrices(draw: st.DrawFn, max_n: int = 12, max_c: int = 6,
+                          tie_levels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (often tied: few distinct levels) and 0/1 targets, with forced edge columns."""
+    n = draw(st.integers(1, max_n))
+    c = draw(st.integers(1, max_c))
+    levels = tie_levels or draw(st.sampled_from([2, 3, 5, 1000]))
+    scores = draw(arrays(np.int64, (n, c), elements=st.integers(0, levels - 1))) / levels
+    targets = draw(arrays(np.bool_, (n, c)))
+    edge = draw(st.sampled_from(["none", "all_neg", "all_pos"]))
+    if edge == "all_neg":
+        targets[:, 0] = False
+    elif edge == "all_pos":
+        targets[:, -1] = True
+    return scores.astype(np.float64), targets
+
+
+def _sklearn_ap(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    out = np.full(scores.shape[1], np.nan)
+    for c in range(scores.shape[1]):
+        if targets[:, c].any():
+            out[c] = average_precision_score(targets[:, c], scores[:, c])
+    return out
+
+
+@SETTINGS
+@given(score_target_matrices())
+def test_average_precision_equals_sklearn_with_ties(data: tuple[np.ndarray, np.ndarray]) -> None:
+    scores, targets = data
+    got = M.average_precision_per_class(scores, targets)
+    exp = _sklearn_ap(scores, targets)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(exp))
+    np.testing.assert_allclose(got[~np.isnan(got)], exp[~np.isnan(exp)], rtol=0, atol=1e-12)
+    result = M.mean_average_precision(scores, targets)
+    assert result.classes_skipped == int((~targets.any(axis=0)).sum())
+    assert result.classes_scored + result.classes_skipped == scores.shape[1]
+    if result.classes_scored:
+        assert result.value == pytest.approx(np.nanmean(exp), abs=1e-12)
+    else:
+        assert np.isnan(result.value)
+
+
+def test_average_precision_larger_random_and_torch_input() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.random((500, 30))
+    targets = rng.random((500, 30)) < 0.1
+    exp = average_precision_score(targets, scores, average=None)
+    got = M.average_precision_per_class(torch.from_numpy(scores).float(), torch.from_numpy(targets))
+    np.testing.assert_allclose(got, average_precision_score(targets, scores.astype(np.float32),
+                                                            average=None), atol=1e-12)
+    np.testing.assert_allclose(M.average_precision_per_class(scores, targets), exp, atol=1e-12)
+
+
+def test_class_without_positive_is_skipped_not_zero() -> None:
+    scores = np.array([[0.9, 0.1], [0.2, 0.8]])
+    targets = np.array([[1, 0], [0, 0]])
+    result = M.mean_average_precision(scores, targets)
+    assert result == (1.0, 1, 1, result.skip_policy)
+    assert "excluded" in result.skip_policy
+
+
+def _ml_gcn_counts(scores: np.ndarray, targets: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """CP/CR/CF1/OP/OR/OF1 from their definitions, one class at a time, 0/0 taken as 0."""
+    cp, cr = [], []
+    tp_all = pred_all = pos_all = 0
+    for c in range(scores.shape[1]):
+        tp = int((pred[:, c] & targets[:, c]).sum())
+        n_pred, n_pos = int(pred[:, c].sum()), int(targets[:, c].sum())
+        cp.append(tp / n_pred if n_pred else 0.0)
+        cr.append(tp / n_pos if n_pos else 0.0)
+        tp_all, pred_all, pos_all = tp_all + tp, pred_all + n_pred, pos_all + n_pos
+    mcp, mcr = sum(cp) / len(cp), sum(cr) / len(cr)
+    op = tp_all / pred_all if pred_all else 0.0
+    orec = tp_all / pos_all if pos_all else 0.0
+    f1 = lambda a, b: 2 * a * b / (a + b) if a + b else 0.0  # noqa: E731
+    return {"CP": mcp, "CR": mcr, "CF1": f1(mcp, mcr), "OP": op, "OR": orec, "OF1": f1(op, orec)}
+
+
+@SETTINGS
+@given(score_target_matrices(), st.sampled_from([0.3, 0.5, 0.7]))
+def test_label_f1_scores_match_definitions_and_sklearn(
+    data: tuple[np.ndarray, np.ndarray], threshold: float
+) -> None:
+    scores, targets = data
+    pred = scores >= threshold
+    got = M.label_f1_scores(scores, targets, threshold=threshold)
+    exp = _ml_gcn_counts(scores, targets, pred)
+    for key, value in exp.items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+    assert got["classes_without_predictions"] == (~pred.any(axis=0)).sum()
+    if scores.shape[1] < 2:
+        return  # sklearn reads a single column as a binary (not multi-label) problem
+    # the overall ones are sklearn's micro averages, CP/CR its macro precision/recall
+    kw = {"zero_division": 0}
+    assert got["OP"] == pytest.approx(precision_score(targets, pred, average="micro", **kw))
+    assert got["OR"] == pytest.approx(recall_score(targets, pred, average="micro", **kw))
+    assert got["CP"] == pytest.approx(precision_score(targets, pred, average="macro", **kw))
+    assert got["CR"] == pytest.approx(recall_score(targets, pred, average="macro", **kw))
+
+
+@SETTINGS
+@given(score_target_matrices(max_c=8), st.integers(1, 4))
+def test_top_k_variant(data: tuple[np.ndarray, np.ndarray], k: int) -> None:
+    scores, targets = data
+    pred = np.zeros_like(targets)
+    for i in range(scores.shape[0]):
+        # stable descending order: among equal scores the lower class index first
+        order = sorted(range(scores.shape[1]), key=lambda c, i=i: (-scores[i, c], c))[:k]
+        for c in order:
+            pred[i, c] = scores[i, c] >= 0.5
+    got = M.label_f1_scores(scores, targets, top_k=k)
+    for key, value in _ml_gcn_counts(scores, targets, pred).items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+
+
+@SETTINGS
+@given(score_target_matrices())
+def test_classification_scores_equal_sklearn(data: tuple[np.ndarray, np.ndarray]) -> None:
+    scores, targets = data
+    pred = scores >= 0.5
+    got = M.classification_scores(scores, targets)
+    assert got["subset_accuracy"] == pytest.approx(float((pred == targets).all(axis=1).mean()))
+    if scores.shape[1] < 2:
+        return  # sklearn reads a single column as a binary (not multi-label) problem
+    kw = {"zero_division": 0}
+    for avg in ("micro", "macro"):
+        assert got[f"{avg}_precision"] == pytest.approx(
+            precision_score(targets, pred, average=avg, **kw), abs=1e-12)
+        assert got[f"{avg}_recall"] == pytest.approx(
+            recall_score(targets, pred, average=avg, **kw), abs=1e-12)
+        assert got[f"{avg}_f1"] == pytest.approx(
+            f1_score(targets, pred, average=avg, **kw), abs=1e-12)
+    assert got["hamming_loss"] == pytest.approx(hamming_loss(targets, pred))
+
+
+@SETTINGS
+@given(score_target_matrices(max_n=10, max_c=9, tie_levels=10**9), st.sampled_from([1, 3, 5]))
+def test_ranking_equals_sklearn_without_ties(
+    data: tuple[np.ndarray, np.ndarray], k: int
+) -> None:
+    scores, targets = data
+    if len(np.unique(scores, axis=None)) != scores.size or scores.shape[1] < 2:
+        return  # sklearn's ndcg_score needs >= 2 labels; ties are covered below
+    got = M.ranking_scores(scores, targets, ks=(k,))
+    assert got[f"nDCG@{k}"] == pytest.approx(ndcg_score(targets, scores, k=k), abs=1e-12)
+    assert M.ndcg_at_k(scores, targets, k) == got[f"nDCG@{k}"]
+    top = np.argsort(-scores, axis=1)[:, :k]
+    exp_p = np.take_along_axis(targets, top, axis=1).sum(axis=1).mean() / k
+    assert got[f"P@{k}"] == pytest.approx(exp_p, abs=1e-12)
+    assert M.precision_at_k(scores, targets, k) == got[f"P@{k}"]
+
+
+def test_ranking_tie_rule_is_lower_index_first() -> None:
+    scores = np.array([[0.5, 0.5, 0.1]])
+    assert M.precision_at_k(scores, np.array([[1, 0, 0]]), 1) == 1.0
+    assert M.precision_at_k(scores, np.array([[0, 1, 0]]), 1) == 0.0
+    # row 0 ranks class 0 (irrelevant) before tied class 1; row 1 ranks 2 then 0
+    targets = np.array([[0, 1, 1], [1, 0, 0]])
+    both = np.array([[0.5, 0.5, 0.1], [0.2, 0.2, 0.9]])
+    g2 = 1 / np.log2(3)
+    assert M.ndcg_at_k(both, targets, 2) == pytest.approx((g2 / (1 + g2) + g2 / 1) / 2)
+
+
+def test_rows_without_positive_score_zero_ndcg_like_sklearn() -> None:
+    scores = np.array([[0.9, 0.1, 0.3], [0.2, 0.8, 0.1]])
+    targets = np.array([[0, 0, 0], [0, 1, 0]])
+    assert M.ndcg_at_k(scores, targets, 3) == pytest.approx(ndcg_score(targets, scores, k=3))
+    assert M.ndcg_at_k(scores, targets, 3) == pytest.approx(0.5)
+
+
+def _best_f1_bruteforce(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Max F1 of one class over every threshold 'predict s >= t' (t over the scores and inf)."""
+    best = 0.0
+    for thr in [*np.unique(scores), np.inf]:
+        pred = scores >= thr
+        best = max(best, f1_score(targets, pred, zero_division=0))
+    return best
+
+
+@SETTINGS
+@given(score_target_matrices(max_n=15, max_c=4))
+def test_tuned_thresholds_reach_the_best_f1(data: tuple[np.ndarray, np.ndarray]) -> None:
+    scores, targets = data
+    thr = M.tune_class_thresholds(scores, targets)
+    for c in range(scores.shape[1]):
+        got = f1_score(targets[:, c], scores[:, c] >= thr[c], zero_division=0)
+        assert got == pytest.approx(_best_f1_bruteforce(scores[:, c], targets[:, c]), abs=1e-12)
+        if not targets[:, c].any():
+            assert thr[c] == np.inf
+
+
+def test_adaptive_scores_use_thresholds_from_the_other_split() -> None:
+    tune_s = np.array([[0.2, 0.9], [0.3, 0.1], [0.1, 0.8]])
+    tune_t = np.array([[1, 1], [1, 0], [0, 1]])
+    thr = M.tune_class_thresholds(tune_s, tune_t)
+    np.testing.assert_allclose(thr, [0.15, 0.45])  # halfway to the next lower score
+    eval_s = np.array([[0.16, 0.5], [0.14, 0.4]])
+    eval_t = np.array([[1, 1], [0, 0]])
+    got = M.adaptive_f1_scores(tune_s, tune_t, eval_s, eval_t)
+    assert got["adaptive_OF1"] == 1.0 and got["adaptive_CF1"] == 1.0
+    assert M.label_f1_scores(eval_s, eval_t)["OF1"] < 1.0  # the fixed 0.5 threshold misses one
+
+
+@SETTINGS
+@given(score_target_matrices(max_n=20), st.integers(1, 5), st.randoms(use_true_random=False))
+def test_streamed_equals_concatenated(data: tuple[np.ndarray, np.ndarray], n_batches: int,
+                                      rnd) -> None:
+    scores, targets = data
+    n = len(scores)
+    perm = list(range(n))
+    rnd.shuffle(perm)  # batches arrive in any order, as under DDP
+    cuts = sorted(rnd.sample(range(1, n), min(n_batches - 1, n - 1))) if n > 1 else []
+    acc = M.ScoreAccumulator()
+    for part in np.split(np.array(perm), cuts):
+        acc.update(torch.from_numpy(scores[part]), torch.from_numpy(targets[part]),
+                   index=torch.from_numpy(part))
+    idx, s, t = acc.compute()
+    np.testing.assert_array_equal(idx, np.arange(n))
+    np.testing.assert_array_equal(s, scores)
+    np.testing.assert_array_equal(t, targets)
+    np.testing.assert_array_equal(M.average_precision_per_class(s, t),
+                                  M.average_precision_per_class(scores, targets))
+
+
+def test_accumulator_rejects_duplicates() -> None:
+    acc = M.ScoreAccumulator()
+    acc.update(np.zeros((2, 3)), np.zeros((2, 3)), index=np.array([0, 1]))
+    acc.update(np.zeros((1, 3)), np.zeros((1, 3)), index=np.array([1]))
+    with pytest.raises(ValueError, match="example index 1 was added more than once"):
+        acc.compute()
+
+
+@pytest.mark.parametrize(("scores", "targets", "message"), [
+    (np.zeros(3), np.zeros(3), r"scores must be 2-D \[N, C\], got shape \(3,\)"),
+    (np.zeros((2, 3)), np.zeros((2, 2)), r"targets shape \(2, 2\) does not match"),
+    (np.array([[0.1, np.nan]]), np.zeros((1, 2)), "scores must be finite; found nan at row 0, "
+                                                   "column 1"),
+    (np.zeros((2, 2)), np.array([[0, 1], [0.5, 0]]), "targets must be 0 or 1; found 0.5 at row 1, "
+                                                     "column 0"),
+    (np.zeros((0, 2)), np.zeros((0, 2)), "empty"),
+])
+def test_bad_input_names_the_problem(scores: np.ndarray, targets: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        M.mean_average_precision(scores, targets)
