@@ -54,73 +54,82 @@ class PolyParams:
     detach_focal_weight: bool = False
 
 
-def _pow(x: Tensor, g: float) -> Tensor | None:
-    """x**g, with None for g == 0 (a weight of one) and multiplications for small integers."""
+def _pow(x: Tensor, g: float, with_lower: bool = False) -> tuple[Tensor | None, Tensor | None]:
+    """(x**g, x**(g-1) if ``with_lower``), None standing for a power of one.
+
+    ``pow`` costs an exp and a log per element; small integer exponents use multiplications.
+    """
     if g == 0:
-        return None
+        return None, None
     if g == 1:
-        return x
-    if g == 2:
-        return x * x
-    if g == 4:
-        return (x * x).square_()
-    return x.pow(g)
+        return x, None
+    if g in (2, 3, 4):
+        sq = x * x
+        lower = {2: x, 3: sq, 4: sq * x if with_lower else None}[g]
+        return (sq.square() if g == 4 else sq * x if g == 3 else sq), lower
+    if not with_lower:
+        return x.pow(g), None
+    lower = x.pow(g - 1)
+    if g < 1:
+        lower.masked_fill_(x == 0, 0.0)  # 0^(g-1) is inf; the derivative there is taken as 0
+    return lower * x, lower
 
 
 def _neg_branch(
     z: Tensor, p: Tensor, hp: PolyParams, need_grad: bool
 ) -> tuple[Tensor, Tensor | None]:
-    """Loss L- and dL-/dz for every entry of ``z`` (treated as negatives). Shapes as ``z``."""
+    """Loss L- and dL-/dz for every entry of ``z`` (treated as negatives). Shapes as ``z``.
+
+    Ordered so that buffers are reused in place: on CPU a fresh [N, C] allocation costs more
+    than the arithmetic done in it.
+    """
     m, g = hp.clip, hp.gamma_neg
     if m > 0:
-        pm = (p - m).clamp_(min=0)
+        pm = torch.sub(p, m).clamp_(min=0)
         r = torch.rsub(pm, 1)  # 1 - p_m >= m > 0: its log is safe
-        log_r = r.log()
     else:
         pm, r = p, None
-        log_r = F.logsigmoid(-z)  # log(1 - p) without cancellation
-    clamped = None
+    through_weight = need_grad and not hp.detach_focal_weight and g != 0
+    w, w_lower = _pow(pm, g, with_lower=through_weight)
+    if need_grad:
+        dpm = torch.addcmul(p, p, p, value=-1.0)  # dp/dz = p (1 - p)
+        if r is not None:
+            # p_m = max(p - m, 0) is flat below the margin. The weight p_m^g (g > 0) already
+            # zeroes those entries, except through g p_m^(g-1) f with g == 1 and f = b0 != 0.
+            if g == 0 or (through_weight and g == 1 and hp.b0):
+                dpm.masked_fill_(pm == 0, 0.0)
+            dlog = dpm / r  # d(-log(1 - p_m))/dz
+        else:
+            # d(-log(1 - p))/dz = p exactly; avoids p q / q with q underflowing to 0
+            dlog = p.clone()
+    # log(1 - p_m); without a margin through logsigmoid, as 1 - p underflows for large logits
+    log_r = r.log_() if r is not None else F.logsigmoid(-z)
     if hp.eps > 0:  # the official code's log(max(., eps)): same value, zero gradient below eps
         log_eps = math.log(hp.eps)
-        clamped = log_r < log_eps
-        log_r = log_r.clamp(min=log_eps)
-    f = log_r.neg_() if log_r is not p else -log_r
+        if need_grad:
+            dlog.masked_fill_(log_r < log_eps, 0.0)
+        log_r.clamp_(min=log_eps)
+    f = log_r.neg_()
     if hp.b1:
         f.add_(pm, alpha=hp.b1)
     if hp.b0:
         f.add_(hp.b0)
-    w = _pow(pm, g)
-    loss = f * w if w is not None else f.clone()
+    grad = None
+    if need_grad:
+        if hp.b1:
+            dlog.add_(dpm, alpha=hp.b1)
+        if through_weight:
+            # w dlog + f dw/dz = p_m^(g-1) [p_m dlog + g f dpm]
+            grad = dlog.mul_(pm).add_(dpm.mul_(f), alpha=g)
+            if w_lower is not None:
+                grad.mul_(w_lower)
+        else:
+            grad = dlog.mul_(w) if w is not None else dlog
+        if hp.scale_neg != 1:
+            grad.mul_(hp.scale_neg)
+    loss = f.mul_(w) if w is not None else f
     if hp.scale_neg != 1:
         loss.mul_(hp.scale_neg)
-    if not need_grad:
-        return loss, None
-
-    q = torch.rsub(p, 1)
-    dpm = q.mul_(p)  # dp/dz = p q
-    if m > 0:
-        dpm.masked_fill_(pm == 0, 0.0)  # p_m = max(p - m, 0) is flat below the margin
-        # d(-log(1 - p_m))/dz = dpm / r (zero where clamped at eps)
-        dlog = dpm / r
-    else:
-        # d(-log(1 - p))/dz = p exactly; avoids p q / q with q underflowing to 0
-        dlog = p.clone()
-    if clamped is not None:
-        dlog.masked_fill_(clamped, 0.0)
-    if hp.b1:
-        dlog.add_(dpm, alpha=hp.b1)
-    grad = dlog.mul_(w) if w is not None else dlog
-    if not hp.detach_focal_weight and g != 0:
-        # d(p_m^g)/dz = g p_m^(g-1) dpm; where p_m == 0 and g < 1 that power is inf times 0
-        wprime = pm.pow(g - 1) if g != 1 else None
-        term = f.mul_(dpm)  # f is not needed after this point
-        if wprime is not None:
-            if g < 1:
-                wprime.masked_fill_(pm == 0, 0.0)
-            term.mul_(wprime)
-        grad.add_(term, alpha=g)
-    if hp.scale_neg != 1:
-        grad.mul_(hp.scale_neg)
     return loss, grad
 
 
@@ -139,7 +148,7 @@ def _pos_branch(
     if hp.a1 or hp.a2:
         # a1 q + a2 q^2 = q (a1 + a2 q)
         f.add_(q * (q * hp.a2 + hp.a1))
-    w = _pow(q, g)
+    w, _ = _pow(q, g)
     loss = f * w if w is not None else f.clone()
     if hp.scale_pos != 1:
         loss.mul_(hp.scale_pos)

@@ -1,0 +1,610 @@
+"""Forward+backward time and memory of every core MLLB loss against BCE-with-logits.
+
+What it measures, per shape [N, C] (default: 64x80, 512x80, 256x1000, 1024x9605, 4096x54):
+the reference ``F.binary_cross_entropy_with_logits(z, y)`` (mean), the registered losses bce,
+focal, poly1, asl (default, gradient through the focusing weight), asl with
+``detach_focal_weight=True``, apl (alpha1=2.5), apl_official, aam, zlpr and two_way, and two
+comparators written in this file that re-type, as eager PyTorch compositions, the official
+Alibaba-MIIL ``AsymmetricLoss`` and LUMIA-Group ``APLLoss`` (the cost the issue compares against).
+All of them run in the same process on the same inputs.
+
+Inputs: logits ``z = randn(N, C) - 2`` (float32, requires_grad) and binary float targets with
+about 3 positives per row (probability min(3 / C, 0.5)), fixed seed. ``aam`` works on cosines, so
+it gets ``clamp(z / 10, -1, 1)`` as its own leaf tensor (the conversion is not timed).
+
+Run::
+
+    python benchmarks/loss_speed.py
+    python benchmarks/loss_speed.py --shapes 256x1000,1024x9605 --repeats 21 --markdown out.md
+
+Each shape's table has a caption with R and the spread (min, quartiles, max) of the reference
+timings, an indicator of how noisy the machine was. Columns:
+
+* ``median ms``: median over the R repetitions of one ``loss(x, y).backward()`` call
+  (``x.grad = None`` before each call, outside the timed region). Every repetition times every
+  loss once, in a freshly shuffled order, so machine noise hits all losses alike.
+* ``ratio to BCE (of medians)``: median ms of the loss / median ms of the reference row.
+* ``median per-rep ratio``: median over repetitions of (loss time / reference time in the same
+  repetition). The two ratio columns agree when the machine is quiet. On a shared machine whose
+  speed changes in phases lasting seconds, the per-repetition ratio is the robust one (numerator
+  and denominator come from the same repetition), so the target check uses it.
+* ``saved [N,C] f32``: distinct float32 tensors with N*C elements that autograd saved for backward
+  during one forward (recorded with ``torch.autograd.graph.saved_tensors_hooks``), excluding the
+  inputs themselves (logits/cosines and targets). Saved [N,C] tensors of other dtypes, if any, are
+  listed in parentheses.
+* ``saved MiB``: total bytes of the distinct storages of all saved tensors, inputs excluded.
+* ``peak extra MiB (x [N,C])``: on CPU, the peak of the running sum of every allocation and free
+  that the PyTorch profiler (``profile_memory=True``) records during one forward+backward, starting
+  from zero when the call starts; it includes the [N, C] gradient of the input that the call leaves
+  behind. In parentheses: the same in units of one float32 [N, C] tensor. On CUDA:
+  ``max_memory_allocated() - memory_allocated()`` around the call.
+
+The output ends with one target-check line per target shape for asl and apl (forward+backward at
+most 3x the reference, judged on the median per-rep ratio, and at most two saved float32 [N, C]
+tensors), followed by the same figures for the two re-typed official comparators. Benchmarks are
+not tests: nothing is asserted and the exit status is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.profiler import ProfilerActivity, profile
+
+from losses import create_loss
+
+DEFAULT_SHAPES: tuple[tuple[int, int], ...] = (
+    (64, 80),
+    (512, 80),
+    (256, 1000),
+    (1024, 9605),
+    (4096, 54),
+)
+TARGET_SHAPES: tuple[tuple[int, int], ...] = ((256, 1000), (1024, 9605))
+APL_LABEL = "apl (alpha1=2.5)"
+# loss name in the issue -> row label of the table
+TARGET_LOSSES: dict[str, str] = {"asl": "asl", "apl": APL_LABEL}
+TARGET_RATIO = 3.0
+MIN_REPEATS = 15
+TARGET_SAVED = 2
+REFERENCE = "F.binary_cross_entropy_with_logits"
+OFFICIAL_ASL = "official ASL (re-typed)"
+OFFICIAL_APL = "official APL (re-typed)"
+MIB = 2.0**20
+
+
+# --------------------------------------------------------------------------------------------------
+# the official implementations, re-typed
+
+
+class OfficialASLRetyped(nn.Module):
+    """Alibaba-MIIL ``AsymmetricLoss`` semantics, as the eager composition the official code uses.
+
+    sigmoid, 1 - p shifted by ``clip`` and clamped at 1, ``log(clamp(., eps))`` on both sides, the
+    focusing weight ``pow(1 - pt, gamma)`` with a per-element exponent, computed without gradient
+    when ``disable_torch_grad_focal_loss`` (here with a ``torch.no_grad()`` block instead of the
+    official global grad-mode toggles), multiplied in place, and ``-loss.sum()``.
+    Defaults follow MLLB's ``asl`` (gamma_pos=0; the official class defaults to gamma_pos=1, which
+    costs the same: the exponent is a tensor either way).
+    """
+
+    def __init__(
+        self,
+        gamma_neg: float = 4.0,
+        gamma_pos: float = 0.0,
+        clip: float = 0.05,
+        eps: float = 1e-8,
+        disable_torch_grad_focal_loss: bool = True,
+    ) -> None:
+        super().__init__()
+        self.gamma_neg, self.gamma_pos, self.clip, self.eps = gamma_neg, gamma_pos, clip, eps
+        self.disable_torch_grad_focal_loss = disable_torch_grad_focal_loss
+
+    def _weight_context(self) -> contextlib.AbstractContextManager[None]:
+        """No-grad block for the focusing weight when the official flag asks for it."""
+        if self.disable_torch_grad_focal_loss:
+            return torch.no_grad()
+        return contextlib.nullcontext()
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Summed loss of logits [N, C] against binary targets [N, C]."""
+        prob = torch.sigmoid(logits)
+        prob_neg = 1 - prob
+        if self.clip is not None and self.clip > 0:
+            prob_neg = (prob_neg + self.clip).clamp(max=1)
+        loss = targets * torch.log(prob.clamp(min=self.eps))
+        loss = loss + (1 - targets) * torch.log(prob_neg.clamp(min=self.eps))
+        if self.gamma_neg > 0 or self.gamma_pos > 0:
+            with self._weight_context():
+                pt = prob * targets + prob_neg * (1 - targets)
+                gamma = self.gamma_pos * targets + self.gamma_neg * (1 - targets)
+                weight = torch.pow(1 - pt, gamma)
+            loss *= weight
+        return -loss.sum()
+
+
+class OfficialAPLRetyped(OfficialASLRetyped):
+    """LUMIA-Group ``APLLoss`` (``APLloss.py``) semantics, eager composition as the official code.
+
+    ASL above plus the Taylor terms: ``epsilon_pos (1 - p) + epsilon_pos_pow * 0.5 * (1 - p)^2``
+    on the positives and ``epsilon_neg * xs_neg`` on the negatives, with p clamped at eps in each
+    term (one clamp per term, as the official code writes it, so that the op count and therefore
+    the cost match). Official defaults: epsilon_pos=1.0, epsilon_neg=0.0, epsilon_pos_pow=-2.5.
+    """
+
+    def __init__(
+        self,
+        epsilon_pos: float = 1.0,
+        epsilon_neg: float = 0.0,
+        epsilon_pos_pow: float = -2.5,
+        **asl_kwargs: float | bool,
+    ) -> None:
+        super().__init__(**asl_kwargs)  # type: ignore[arg-type]
+        self.epsilon_pos, self.epsilon_neg = epsilon_pos, epsilon_neg
+        self.epsilon_pos_pow = epsilon_pos_pow
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        """Summed loss of logits [N, C] against binary targets [N, C]."""
+        prob = torch.sigmoid(logits)
+        prob_neg = 1 - prob
+        if self.clip is not None and self.clip > 0:
+            prob_neg = (prob_neg + self.clip).clamp(max=1)
+        eps = self.eps
+        pos_term = (
+            torch.log(prob.clamp(min=eps))
+            + self.epsilon_pos * (1 - prob.clamp(min=eps))
+            + self.epsilon_pos_pow * 0.5 * torch.pow(1 - prob.clamp(min=eps), 2)
+        )
+        neg_term = torch.log(prob_neg.clamp(min=eps)) + self.epsilon_neg * prob_neg.clamp(min=eps)
+        loss = targets * pos_term + (1 - targets) * neg_term
+        if self.gamma_neg > 0 or self.gamma_pos > 0:
+            with self._weight_context():
+                pt = prob * targets + prob_neg * (1 - targets)
+                gamma = self.gamma_pos * targets + self.gamma_neg * (1 - targets)
+                weight = torch.pow(1 - pt, gamma)
+            loss *= weight
+        return -loss.sum()
+
+
+# --------------------------------------------------------------------------------------------------
+# cases and inputs
+
+
+@dataclass
+class Case:
+    """One benchmarked loss: a table label, the callable and which input tensor it takes."""
+
+    label: str
+    loss: Callable[[Tensor, Tensor], Tensor]
+    uses_cosine: bool = False
+
+
+@dataclass
+class Inputs:
+    """The tensors shared by every case of one shape."""
+
+    logits: Tensor  # [N, C] float32 leaf, requires_grad
+    cosines: Tensor  # [N, C] float32 leaf in [-1, 1], requires_grad (for aam)
+    targets: Tensor  # [N, C] float32 in {0, 1}
+
+    def for_case(self, case: Case) -> Tensor:
+        """The differentiable input the case takes."""
+        return self.cosines if case.uses_cosine else self.logits
+
+
+@dataclass
+class Result:
+    """Everything measured for one case at one shape."""
+
+    label: str
+    times: list[float] = field(default_factory=list)  # seconds, one per repetition
+    saved_nc_f32: int = 0
+    saved_nc_other: dict[str, int] = field(default_factory=dict)
+    saved_bytes: int = 0
+    peak_bytes: int | None = None
+    leftover_ok: bool = True  # memory accounting ended at the input gradient, as it should
+
+
+def build_cases(device: torch.device) -> list[Case]:
+    """The reference, the registered losses and the two re-typed official comparators."""
+
+    def reference(z: Tensor, y: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(z, y)
+
+    def registered(name: str, **kwargs: float | bool) -> Callable[[Tensor, Tensor], Tensor]:
+        return create_loss(name, **kwargs).to(device)
+
+    return [
+        Case(REFERENCE, reference),
+        Case("bce", registered("bce")),
+        Case("focal", registered("focal")),
+        Case("poly1", registered("poly1")),
+        Case("asl", registered("asl")),
+        Case("asl (detach_focal_weight=True)", registered("asl", detach_focal_weight=True)),
+        Case(APL_LABEL, registered("apl", alpha1=2.5)),
+        Case("apl_official", registered("apl_official")),
+        Case("aam (cos = clamp(z/10, -1, 1))", registered("aam"), uses_cosine=True),
+        Case("zlpr", registered("zlpr")),
+        Case("two_way", registered("two_way")),
+        Case(OFFICIAL_ASL, OfficialASLRetyped().to(device)),
+        Case(OFFICIAL_APL, OfficialAPLRetyped().to(device)),
+    ]
+
+
+def make_inputs(n: int, c: int, device: torch.device, seed: int) -> Inputs:
+    """Logits randn - 2 (mostly negative, like a trained multi-label head) and ~3 positives/row."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, c, generator=gen) - 2.0
+    y = (torch.rand(n, c, generator=gen) < min(3.0 / c, 0.5)).float()
+    cos = (z / 10.0).clamp(-1.0, 1.0)
+    return Inputs(
+        logits=z.to(device).requires_grad_(),
+        cosines=cos.to(device).requires_grad_(),
+        targets=y.to(device),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# measurements
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued kernels, so that a timer or memory counter sees the finished call."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step(case: Case, inputs: Inputs) -> None:
+    """One forward+backward of ``case`` (the gradient lands in the input's ``.grad``)."""
+    case.loss(inputs.for_case(case), inputs.targets).backward()
+
+
+def time_step(case: Case, inputs: Inputs, device: torch.device) -> float:
+    """Seconds of one forward+backward; the previous gradient is dropped outside the timer."""
+    inputs.for_case(case).grad = None
+    sync(device)
+    start = time.perf_counter()
+    step(case, inputs)
+    sync(device)
+    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Keep Python's cyclic collector out of the timed loop (as ``timeit`` does)."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def choose_repeats(
+    cases: list[Case], inputs: Inputs, device: torch.device, target_s: float, warmup: int
+) -> int:
+    """Warm every case up; return R so that each loss gets about ``target_s`` seconds.
+
+    At least ``MIN_REPEATS``: with 7 repetitions at 1024x9605 a slow phase of the shared machine
+    could take the median of one loss but not another's.
+    """
+    fastest: list[float] = []
+    for case in cases:
+        # at least one untimed call: the first one pays one-off costs (lazy imports, allocations)
+        calls = [time_step(case, inputs, device) for _ in range(max(1, warmup))]
+        # the fastest call estimates the cost: a slow phase of the machine during the warm-up
+        # must not shrink R (it did once, to R=15 at 64x80, and the medians became noise)
+        fastest.append(min(calls))
+    per_call = statistics.median(fastest)
+    return max(MIN_REPEATS, min(5000, math.ceil(target_s / max(per_call, 1e-7))))
+
+
+def time_interleaved(
+    cases: list[Case], inputs: Inputs, device: torch.device, repeats: int, seed: int
+) -> dict[str, list[float]]:
+    """R repetitions; each times every case once, in a new random order (noise hits all alike)."""
+    order = list(cases)
+    rng = random.Random(seed)
+    times: dict[str, list[float]] = {case.label: [] for case in cases}
+    with gc_paused():
+        for _ in range(repeats):
+            rng.shuffle(order)
+            for case in order:
+                times[case.label].append(time_step(case, inputs, device))
+    return times
+
+
+def storage_key(t: Tensor) -> int:
+    """Identity of the memory a tensor lives in (views of one storage share it)."""
+    return t.untyped_storage().data_ptr()
+
+
+def measure_saved(case: Case, inputs: Inputs, result: Result) -> None:
+    """Record the tensors autograd saves for backward during one forward (inputs excluded)."""
+    x = inputs.for_case(case)
+    x.grad = None
+    nc = x.numel()
+    exclude = {storage_key(x), storage_key(inputs.targets)}
+    # storage -> (numel of the saved tensor, dtype, storage bytes); a storage saved by two
+    # nodes (or as two views) is one block of memory, so it is counted once
+    saved: dict[int, tuple[int, torch.dtype, int]] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        key = storage_key(t)
+        if key != 0 and key not in exclude:
+            numel = max(t.numel(), saved.get(key, (0,))[0])
+            saved[key] = (numel, t.dtype, t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = case.loss(x, inputs.targets)
+    out.backward()
+    for numel, dtype, nbytes in saved.values():
+        result.saved_bytes += nbytes
+        if numel == nc:
+            if dtype == torch.float32:
+                result.saved_nc_f32 += 1
+            else:
+                name = str(dtype).removeprefix("torch.")
+                result.saved_nc_other[name] = result.saved_nc_other.get(name, 0) + 1
+    x.grad = None
+
+
+def _cpu_memory_trace(prof: profile) -> list[tuple[int, int]] | None:
+    """(time ns, bytes) of every CPU allocation (+) and free (-) the profiler recorded.
+
+    ``prof.events()`` folds most memory events into the ops that caused them and loses their
+    order, so the raw kineto events are read instead; None if this torch does not expose them.
+    """
+    try:
+        events = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        return sorted(
+            (e.start_ns(), e.nbytes())
+            for e in events
+            if e.name() == "[memory]" and str(e.device_type()).endswith("CPU")
+        )
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def measure_peak(case: Case, inputs: Inputs, device: torch.device, result: Result) -> None:
+    """Peak bytes allocated above the starting level during one forward+backward."""
+    x = inputs.for_case(case)
+    x.grad = None
+    gc.collect()
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step(case, inputs)
+        sync(device)
+        result.peak_bytes = torch.cuda.max_memory_allocated(device) - base
+        x.grad = None
+        return
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step(case, inputs)
+    trace = _cpu_memory_trace(prof)
+    if trace is None:
+        result.peak_bytes = None
+        return
+    running = peak = 0
+    for _, nbytes in trace:
+        running += nbytes
+        peak = max(peak, running)
+    result.peak_bytes = peak
+    # Sanity check of the accounting: after the call only the input's gradient (one [N, C]
+    # tensor) should still be alive; anything else means missed frees or a cache in the loss.
+    grad_bytes = x.grad.untyped_storage().nbytes() if x.grad is not None else 0
+    result.leftover_ok = abs(running - grad_bytes) <= 4096
+    x.grad = None
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+
+
+def fmt_saved(result: Result) -> str:
+    """Saved float32 [N, C] count, with other-dtype [N, C] tensors in parentheses."""
+    text = str(result.saved_nc_f32)
+    if result.saved_nc_other:
+        extra = ", ".join(f"+{k} {name}" for name, k in sorted(result.saved_nc_other.items()))
+        text += f" ({extra})"
+    return text
+
+
+def fmt_peak(result: Result, nc_bytes: int) -> str:
+    """Peak extra MiB and the same in [N, C] float32 units; n/a when not measurable."""
+    if result.peak_bytes is None:
+        return "n/a"
+    flag = "" if result.leftover_ok else " *"
+    return f"{result.peak_bytes / MIB:.1f} ({result.peak_bytes / nc_bytes:.1f}){flag}"
+
+
+def ratios(result: Result, reference: Result) -> tuple[float, float]:
+    """(median / reference median, median over repetitions of the per-repetition ratio)."""
+    of_medians = statistics.median(result.times) / statistics.median(reference.times)
+    per_rep = statistics.median(t / r for t, r in zip(result.times, reference.times, strict=True))
+    return of_medians, per_rep
+
+
+def shape_table(n: int, c: int, repeats: int, results: list[Result]) -> str:
+    """Markdown section with the table of one shape."""
+    nc_bytes = n * c * 4
+    ref = results[0]
+    ref_ms = sorted(t * 1e3 for t in ref.times)
+    q = (
+        [ref_ms[0], *statistics.quantiles(ref_ms, n=4), ref_ms[-1]]
+        if len(ref_ms) > 1
+        else ref_ms * 5
+    )
+    lines = [
+        f"### {n}x{c}",
+        "",
+        f"N={n}, C={c}, R={repeats} repetitions; one float32 [N,C] tensor = "
+        f"{nc_bytes / MIB:.3f} MiB. Noise indicator, reference row over the R repetitions: "
+        f"min {q[0]:.3f} ms, quartiles {q[1]:.3f} / {q[2]:.3f} / {q[3]:.3f} ms, max {q[4]:.3f} ms.",
+        "",
+        "| loss | median ms | ratio to BCE (of medians) | median per-rep ratio "
+        "| saved [N,C] f32 | saved MiB | peak extra MiB (x [N,C]) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for res in results:
+        of_medians, per_rep = ratios(res, ref)
+        lines.append(
+            f"| {res.label} | {statistics.median(res.times) * 1e3:.3f} | {of_medians:.2f}x "
+            f"| {per_rep:.2f}x | {fmt_saved(res)} | {res.saved_bytes / MIB:.2f} "
+            f"| {fmt_peak(res, nc_bytes)} |"
+        )
+    if not all(res.leftover_ok for res in results):
+        lines += ["", "\\* memory accounting did not end at exactly one input gradient."]
+    return "\n".join(lines) + "\n"
+
+
+def target_lines(all_results: dict[tuple[int, int], list[Result]]) -> list[str]:
+    """PASS/FAIL lines for asl and apl at the target shapes, plus the official comparators."""
+    lines = []
+    for shape in TARGET_SHAPES:
+        if shape not in all_results:
+            continue
+        results = all_results[shape]
+        ref = results[0]
+        by_label = {res.label: res for res in results}
+        tag = f"{shape[0]}x{shape[1]}"
+        for label in TARGET_LOSSES.values():
+            res = by_label[label]
+            of_medians, per_rep = ratios(res, ref)
+            time_ok = "PASS" if per_rep <= TARGET_RATIO else "FAIL"
+            mem_ok = "PASS" if res.saved_nc_f32 <= TARGET_SAVED else "FAIL"
+            lines.append(
+                f"- {res.label} {tag}: median per-rep ratio {per_rep:.2f}x <= "
+                f"{TARGET_RATIO:g}x: {time_ok} (ratio of medians {of_medians:.2f}x); "
+                f"saved [N,C] f32 tensors "
+                f"{res.saved_nc_f32} <= {TARGET_SAVED}: {mem_ok}"
+            )
+        for label in (OFFICIAL_ASL, OFFICIAL_APL):
+            res = by_label[label]
+            of_medians, per_rep = ratios(res, ref)
+            lines.append(
+                f"- {label} {tag}: median per-rep ratio {per_rep:.2f}x (ratio of medians "
+                f"{of_medians:.2f}x); "
+                f"saved [N,C] f32 tensors {res.saved_nc_f32} (comparator, no target)"
+            )
+    return lines
+
+
+def value_check(inputs: Inputs) -> str:
+    """Show that the re-typed comparators compute the same loss as their MLLB counterparts."""
+    z, y = inputs.logits.detach(), inputs.targets
+    pairs = (
+        (
+            OFFICIAL_ASL,
+            OfficialASLRetyped(),
+            create_loss("asl", eps=1e-8, reduction="sum", detach_focal_weight=True),
+            "asl(eps=1e-8, sum)",
+        ),
+        (OFFICIAL_APL, OfficialAPLRetyped(), create_loss("apl_official"), "apl_official"),
+    )
+    parts = []
+    for label, official, ours, ours_label in pairs:
+        a, b = float(official(z, y)), float(ours(z, y))
+        parts.append(f"{label} vs {ours_label}: rel. diff {abs(a - b) / abs(b):.1e}")
+    return "value check: " + "; ".join(parts)
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """'64x80,512x80' -> [(64, 80), (512, 80)]."""
+    shapes = []
+    for item in text.split(","):
+        n, _, c = item.strip().lower().partition("x")
+        shapes.append((int(n), int(c)))
+    return shapes
+
+
+def header(device: torch.device) -> str:
+    """Machine and settings line that goes on top of every report."""
+    return (
+        f"torch {torch.__version__}, python {platform.python_version()}, device {device}, "
+        f"torch.get_num_threads() = {torch.get_num_threads()}, os.cpu_count() = "
+        f"{os.cpu_count()}, {time.strftime('%Y-%m-%d %H:%M')}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print markdown (and write it with --markdown). Always returns 0."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument(
+        "--shapes", type=parse_shapes, default=list(DEFAULT_SHAPES), help="comma-separated NxC list"
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"repetitions R (default: about --target-seconds per loss, >= {MIN_REPEATS})",
+    )
+    parser.add_argument(
+        "--target-seconds",
+        type=float,
+        default=0.2,
+        help="timed seconds per loss per shape when --repeats is not given",
+    )
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls per loss first")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--markdown", default=None, help="also write the report to this file")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    cases = build_cases(device)
+    out = [header(device), ""]
+    print(out[0], flush=True)
+    all_results: dict[tuple[int, int], list[Result]] = {}
+    for n, c in args.shapes:
+        inputs = make_inputs(n, c, device, args.seed)
+        auto = choose_repeats(cases, inputs, device, args.target_seconds, args.warmup)
+        repeats = args.repeats if args.repeats is not None else auto
+        times = time_interleaved(cases, inputs, device, repeats, args.seed)
+        results = []
+        for case in cases:
+            res = Result(case.label, times=times[case.label])
+            measure_saved(case, inputs, res)
+            measure_peak(case, inputs, device, res)
+            results.append(res)
+        all_results[(n, c)] = results
+        section = shape_table(n, c, repeats, results) + "\n" + value_check(inputs) + "\n"
+        print("\n" + section, flush=True)
+        out += [section]
+        del inputs
+    checks = [
+        "### Target check",
+        "",
+        f"CPU target: asl and apl forward+backward <= {TARGET_RATIO:g}x the reference (judged on "
+        f"the median per-rep ratio), <= {TARGET_SAVED} saved float32 [N,C] tensors.",
+        "",
+        *target_lines(all_results),
+    ]
+    print("\n".join(checks))
+    out += ["\n".join(checks) + "\n"]
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
