@@ -23,6 +23,7 @@ Conventions (each one is what scikit-learn does unless said otherwise):
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -68,6 +69,20 @@ def check_scores_targets(scores: ArrayLike, targets: ArrayLike) -> tuple[np.ndar
     return s, t
 
 
+def _sort_rows_inplace(a: np.ndarray) -> None:
+    """Sort each row of ``a`` ascending, rows split over torch's intra-op thread count.
+
+    numpy releases the GIL while sorting, so threads sort disjoint row blocks in parallel.
+    """
+    workers = min(torch.get_num_threads(), a.shape[0])
+    if workers <= 1 or a.size < (1 << 18):
+        a.sort(axis=1)
+        return
+    bounds = np.linspace(0, a.shape[0], workers + 1).astype(int)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda i: a[bounds[i]:bounds[i + 1]].sort(axis=1), range(workers)))
+
+
 def _sorted_by_class(s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per class, scores sorted descending: sorted scores [C, N], targets [C, N], group ends.
 
@@ -102,20 +117,19 @@ def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.nda
     of the scores is needed; the counts for the positives come from binary searches.
     """
     s, t = check_scores_targets(scores, targets)
-    st = np.ascontiguousarray(s.T)  # [C, N]
+    st = np.array(s.T, order="C", copy=True)  # [C, N], our own copy: it is sorted in place
     tt = np.ascontiguousarray(t.T)  # [C, N]
     n_cls, n = st.shape
     n_pos = tt.sum(axis=1)  # [C]
     width = max(int(n_pos.max()), 1)
     # positives' scores, ascending within each class, padded with +inf: [C, width]
-    cls, ex = np.nonzero(tt)
-    vals = st[cls, ex]
-    order = np.lexsort((vals, cls))
-    cls, vals = cls[order], vals[order]
-    slot = np.arange(len(vals)) - (np.cumsum(n_pos) - n_pos)[cls]
+    cls, ex = np.nonzero(tt)  # grouped by class
+    slot = np.arange(len(cls)) - (np.cumsum(n_pos) - n_pos)[cls]
     pos_sorted = np.full((n_cls, width), np.inf)
-    pos_sorted[cls, slot] = vals
-    all_sorted = torch.from_numpy(np.sort(st, axis=1))  # [C, N] ascending
+    pos_sorted[cls, slot] = st[cls, ex]
+    pos_sorted.sort(axis=1)
+    _sort_rows_inplace(st)  # [C, N] ascending
+    all_sorted = torch.from_numpy(st)
     pos_t = torch.from_numpy(pos_sorted)
     n_ge = n - torch.searchsorted(all_sorted, pos_t).numpy()  # [C, width] #(s >= s_i)
     tp_ge = n_pos[:, None] - torch.searchsorted(pos_t, pos_t).numpy()  # [C, width]

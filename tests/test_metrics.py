@@ -267,3 +267,14 @@ def test_accumulator_rejects_duplicates() -> None:
 def test_bad_input_names_the_problem(scores: np.ndarray, targets: np.ndarray, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         M.mean_average_precision(scores, targets)
+
+
+@pytest.mark.parametrize("shape", [(5, 1), (1, 4), (600, 700)])
+def test_inputs_are_not_modified(shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.random(shape)
+    targets = rng.random(shape) < 0.3
+    before = scores.copy()
+    M.average_precision_per_class(scores, targets)
+    M.tune_class_thresholds(scores, targets)
+    np.testing.assert_array_equal(scores, before)
