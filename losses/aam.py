@@ -89,6 +89,10 @@ class AsymmetricAngularMarginLoss(MultiLabelLoss):
     functional = staticmethod(aam_loss)
     input_kind = "cosine"
 
+    def probabilities(self, outputs: Tensor) -> Tensor:
+        """Cosines [N, C] -> p+ = sigmoid(s (cos - m)), the probability eq. 1 trains."""
+        return torch.sigmoid(self._hparams["s"] * (outputs.float() - self._hparams["m"]))
+
     @classmethod
     def check_hparams(cls, hp: dict[str, Any]) -> None:
         _check_aam(hp["s"], hp["m"], hp["k"], hp["gamma_pos"], hp["gamma_neg"], hp["clip"])

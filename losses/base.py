@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from losses._kernel import REDUCTIONS
@@ -94,6 +95,10 @@ class MultiLabelLoss(nn.Module):
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         """Loss of logits [N, C] (cosines if ``input_kind == "cosine"``) vs targets [N, C]."""
         return type(self).functional(logits, targets, **self._hparams)
+
+    def probabilities(self, outputs: Tensor) -> Tensor:
+        """Model outputs [N, C] -> probabilities [N, C] in float32 (for metrics/thresholds)."""
+        return torch.sigmoid(outputs.float())
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self._hparams.items())

@@ -1,1 +1,7 @@
-"""Models (text, relation extraction, vision), each family with a ``tiny_*`` variant."""
+"""Models: a registry, heads and one file per family, each with a ``tiny_*`` variant."""
+
+from models import mlp  # noqa: F401  (registers mlp, tiny_mlp)
+from models.heads import HEAD_FOR_INPUT_KIND, create_head
+from models.registry import MODELS, create_model
+
+__all__ = ["HEAD_FOR_INPUT_KIND", "MODELS", "create_head", "create_model"]

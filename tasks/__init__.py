@@ -1,1 +1,9 @@
-"""Task plugins (synthetic, text classification, DocRED, image classification) and metrics."""
+"""Task plugins and corpus-level metrics.
+
+Importing ``tasks`` registers the built-in tasks (explicit imports, no directory scanning).
+"""
+
+from tasks import synthetic  # noqa: F401  (registers "synthetic")
+from tasks.base import SPLITS, TASKS, Task, create_task
+
+__all__ = ["SPLITS", "TASKS", "Task", "create_task"]

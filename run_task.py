@@ -1,0 +1,296 @@
+"""Train any registered model with any registered loss on any registered task; write results JSON.
+
+    accelerate launch run_task.py                                   # the synthetic benchmark
+    accelerate launch run_task.py --loss asl --loss.gamma_neg 2 --seed 1
+    accelerate launch run_task.py --loss bce,asl@asl_coco --seed 0,1,2 --print_commands
+
+Options: tasks/runconfig.py. One Accelerator; per (loss, seed) cell: build, train with dev-only
+model selection (raw and, if enabled, EMA weights), checkpoint every epoch (``--resume``), evaluate
+the test split once with the selected weights, write one results JSON (leaderboard/schema.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import accelerate
+import numpy as np
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from timm.utils import ModelEmaV3
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from leaderboard.schema import SCHEMA_VERSION, read_results, write_json_atomic, write_results
+from losses import create_loss
+from models import HEAD_FOR_INPUT_KIND, create_model
+from tasks import TASKS, create_task
+from tasks.runconfig import ConfigError, RunConfig, cell_argv, parse_config
+
+REPO = Path(__file__).resolve().parent
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+
+
+def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW / Adam / SGD over the model's parameters."""
+    params, kinds = model.parameters(), ("adamw", "adam", "sgd")
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                               weight_decay=cfg.weight_decay)
+    raise ConfigError(f"--optimizer must be one of {kinds}, got {cfg.optimizer!r}")
+
+
+def make_scheduler(cfg: RunConfig, opt: torch.optim.Optimizer, total: int):
+    """OneCycle, or warmup then cosine / linear decay / constant, over ``total`` optimizer steps."""
+    warm = max(1, int(cfg.warmup_ratio * total))
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                   pct_start=max(cfg.warmup_ratio, 1e-3))
+    decay = {"cosine": lambda f: 0.5 * (1 + math.cos(math.pi * f)),
+             "linear_warmup": lambda f: 1 - f, "constant": lambda f: 1.0}
+    if cfg.scheduler not in decay:
+        raise ConfigError(f"--scheduler must be one of {['onecycle', *decay]}, "
+                          f"got {cfg.scheduler!r}")
+    shape = decay[cfg.scheduler]
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else shape((s - warm) / max(1, total - warm)))
+
+
+@torch.no_grad()
+def predict(acc: Accelerator, task, model, loss_fn, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gathered (index [N], probabilities [N, C]) of a whole split, each example exactly once."""
+    model.eval()
+    indices, scores = [], []
+    for batch in loader:
+        outputs, _ = task.logits_and_targets(model, batch)
+        index, probs = acc.gather_for_metrics((batch["index"], loss_fn.probabilities(outputs)))
+        indices.append(index.cpu())
+        scores.append(probs.float().cpu())
+    return torch.cat(indices), torch.cat(scores)
+
+
+def environment(acc: Accelerator) -> dict[str, Any]:
+    """Versions, device and git state recorded with every result."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+    dev = acc.device
+    name = f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else dev.type
+    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": git("status", "--porcelain") != "",
+            "torch": torch.__version__, "accelerate": accelerate.__version__, "device": name,
+            "world_size": acc.num_processes, "mixed_precision": acc.mixed_precision}
+
+
+def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | None:
+    """Train and evaluate one (loss, seed) cell; return its results (None if stopped early)."""
+    set_seed(int(cfg.seed))
+    task = create_task(cfg.task, **cfg.task_kwargs)
+    loss_fn = create_loss(cfg.loss_name, preset=cfg.loss_preset, **cfg.loss_kwargs)
+    model_name = cfg.model or task.default_model
+    model_kwargs = {**task.model_kwargs(), "head": HEAD_FOR_INPUT_KIND[loss_fn.input_kind],
+                    **cfg.model_kwargs}
+    model = create_model(model_name, task.num_labels, **model_kwargs)
+    n_params = sum(p.numel() for p in model.parameters())
+    loader = {s: DataLoader(task.dataset(s), batch_size=cfg.batch_size if s == "train" else
+                            cfg.eval_batch_size, shuffle=s == "train", collate_fn=task.collate,
+                            num_workers=cfg.num_workers) for s in ("train", "dev", "test")}
+    opt = make_optimizer(cfg, model)
+    sched = make_scheduler(cfg, opt, cfg.epochs * math.ceil(len(loader["train"]) / cfg.grad_accum))
+    model, opt, sched, train_dl, dev_dl, test_dl = acc.prepare(
+        model, opt, sched, loader["train"], loader["dev"], loader["test"])
+    ema = ModelEmaV3(acc.unwrap_model(model), decay=cfg.ema_decay) if cfg.ema_decay else None
+    # stateful extras (asl_adaptive's gamma_neg, the EMA weights) go beside save_state's files
+    extras = {"loss": loss_fn, **({"ema": ema} if ema else {})}
+
+    stem = f"{model_name}__{cfg.cell_label()}"
+    ckpt = out / "checkpoints" / stem
+    st: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "best_source": "raw",
+                          "bad_epochs": 0, "history": [], "train_s": 0.0, "eval_s": 0.0,
+                          "examples": 0}
+    if cfg.resume and (ckpt / "trainer_state.json").exists():
+        st = json.loads((ckpt / "trainer_state.json").read_text())
+        acc.load_state(str(ckpt / "last"))
+        saved = torch.load(ckpt / "last" / "extras.pt", weights_only=True)
+        for key, obj in extras.items():
+            obj.load_state_dict(saved[key])
+        acc.print(f"resumed {stem} after epoch {st['epoch']}")
+    primary, better = task.primary_metric, task.higher_is_better[task.primary_metric]
+    for epoch in range(st["epoch"] + 1, cfg.epochs + 1):
+        model.train()
+        loss_fn.train()
+        train_dl.set_epoch(epoch)  # the seedable sampler: order depends on (seed, epoch) only
+        t0, total, n_seen = time.perf_counter(), 0.0, 0
+        bar = tqdm(train_dl, desc=f"{stem} epoch {epoch}", leave=False,
+                   disable=not acc.is_local_main_process)
+        for step, batch in enumerate(bar, 1):
+            with acc.accumulate(model):
+                logits, targets = task.logits_and_targets(model, batch)
+                loss = loss_fn(logits, targets)
+                bad = torch.isfinite(loss.detach()).logical_not().float()
+                if acc.num_processes > 1:  # every rank must stop together
+                    bad = acc.reduce(bad, "sum")
+                if bad.item():
+                    raise NonFiniteLossError(
+                        f"{stem}: non-finite loss {loss.item()} at epoch {epoch}, step {step}; "
+                        f"last good checkpoint: {ckpt / 'last'} (epoch {st['epoch']})")
+                acc.backward(loss)
+                if cfg.grad_clip and acc.sync_gradients:
+                    acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+            if ema is not None and acc.sync_gradients:
+                ema.update(acc.unwrap_model(model))
+            total += loss.item()
+            n_seen += len(targets) * acc.num_processes
+            bar.set_postfix(loss=f"{total / step:.4f}", refresh=False,
+                            ex_s=f"{n_seen / (time.perf_counter() - t0):.0f}")
+        st["train_s"] += time.perf_counter() - t0
+        st["examples"] += n_seen
+        t1 = time.perf_counter()
+        candidates = {"raw": model, **({"ema": ema.module} if ema else {})}
+        dev = {k: task.evaluate("dev", *predict(acc, task, m, loss_fn, dev_dl))
+               for k, m in candidates.items()}
+        st["eval_s"] += time.perf_counter() - t1
+        source = max(dev, key=lambda k: dev[k][primary] * (1 if better else -1))
+        value = dev[source][primary]
+        entry = {"epoch": epoch, "train_loss": total / max(step, 1), "dev": dev["raw"],
+                 "lr": sched.get_last_lr()[0]}
+        if ema:
+            entry["dev_ema"] = dev["ema"]
+        st["history"].append(entry)
+        if st["best"] is None or (value > st["best"] if better else value < st["best"]):
+            st.update(best=value, best_epoch=epoch, best_source=source, bad_epochs=0)
+            ckpt.mkdir(parents=True, exist_ok=True)
+            acc.save(acc.unwrap_model(candidates[source]).state_dict(), ckpt / "best.pt")
+        else:
+            st["bad_epochs"] += 1
+        st["epoch"] = epoch
+        acc.save_state(str(ckpt / "last"))
+        acc.save({k: obj.state_dict() for k, obj in extras.items()}, ckpt / "last" / "extras.pt")
+        if acc.is_main_process:
+            write_json_atomic(ckpt / "trainer_state.json", st)
+        acc.wait_for_everyone()
+        acc.log({f"{stem}/dev_{primary}": dev["raw"][primary], f"{stem}/train_loss":
+                 entry["train_loss"]}, step=epoch)
+        acc.print(f"{stem} epoch {epoch}: train loss {entry['train_loss']:.4f}, dev {primary} "
+                  f"{dev['raw'][primary]:.4f}"
+                  + (f" (ema {dev['ema'][primary]:.4f})" if ema else ""))
+        if cfg.stop_after_epoch == epoch:
+            return None
+        if cfg.early_stopping_patience and st["bad_epochs"] >= cfg.early_stopping_patience:
+            acc.print(f"{stem}: early stop after epoch {epoch} (best epoch {st['best_epoch']})")
+            break
+
+    acc.unwrap_model(model).load_state_dict(torch.load(ckpt / "best.pt", weights_only=True))
+    t2 = time.perf_counter()
+    index, scores = predict(acc, task, model, loss_fn, test_dl)
+    metrics = task.evaluate("test", index, scores)  # the only look at the test split
+    eval_s = st["eval_s"] + time.perf_counter() - t2
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "task": {"name": task.name, "version": task.version, "dataset": task.dataset_name,
+                 "split": "test", "num_labels": task.num_labels, "num_examples": len(index),
+                 "data_fingerprint": task.data_fingerprint()},
+        "model": {"name": model_name, "kwargs": model_kwargs, "num_parameters": n_params},
+        "loss": {"name": loss_fn.name, "preset": loss_fn.preset, "kwargs": loss_fn.hparams},
+        "seed": int(cfg.seed),
+        "metrics": metrics,
+        "higher_is_better": {k: task.higher_is_better[k] for k in metrics},
+        "selection": {"metric": primary, "split": "dev", "epoch": st["best_epoch"]},
+        "threshold": dict(task.threshold),
+        "history": st["history"],
+        "config": cfg.to_dict(),
+        "env": environment(acc),
+        "timing": {"train_s": st["train_s"], "eval_s": eval_s,
+                   "examples_per_s": st["examples"] / max(st["train_s"], 1e-9)},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "extra": {"selected_weights": st["best_source"], "epochs_run": st["epoch"],
+                  "task_kwargs": task.kwargs},
+    }
+    if acc.is_main_process:
+        if cfg.save_scores:
+            order = index.argsort()
+            np.savez_compressed(out / f"{stem}.scores.npz", index=index[order].numpy(),
+                                scores=scores[order].numpy().astype(np.float16))
+            results["scores_file"] = f"{stem}.scores.npz"
+        write_json_atomic(out / f"{stem}.config.json", cfg.to_dict())
+        write_results(out / f"{stem}.json", results)
+    acc.wait_for_everyone()
+    return results
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """One line per finished cell: loss, test metrics, selected epoch, training time."""
+    if not rows:
+        return
+    keys = list(rows[0]["metrics"])[:7]
+    print("\n| loss | seed | " + " | ".join(f"test {k}" for k in keys) + " | epoch | train s |")
+    print("|---|---|" + "---:|" * (len(keys) + 2))
+    for r in rows:
+        label = r["loss"]["preset"] or r["loss"]["name"]
+        cells = " | ".join(f"{100 * r['metrics'][k]:.2f}" for k in keys)
+        print(f"| {label} | {r['seed']} | {cells} | {r['selection']['epoch']} | "
+              f"{r['timing']['train_s']:.1f} |")
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run every cell of the configured sweep; return the results of the finished cells."""
+    argv = sys.argv[1:] if argv is None else argv
+    base = parse_config(argv)
+    cells = base.cells()
+    if base.print_commands:
+        for cell in cells:
+            print(" ".join(["accelerate", "launch", "run_task.py", *cell_argv(argv, cell)]))
+        return []
+    acc = Accelerator(mixed_precision=base.mixed_precision,
+                      gradient_accumulation_steps=base.grad_accum,
+                      log_with=[t for t in base.report_to.split(",") if t] or None,
+                      project_dir=base.output_dir,
+                      dataloader_config=DataLoaderConfiguration(split_batches=True,
+                                                                use_seedable_sampler=True))
+    if base.report_to:
+        acc.init_trackers("mllb", config={k: str(v) for k, v in base.to_dict().items()})
+    out = Path(base.output_dir) / base.task
+    done: list[dict[str, Any]] = []
+    for cell in cells:
+        model_name = cell.model or TASKS.get(cell.task).default_model
+        path = out / f"{model_name}__{cell.cell_label()}.json"
+        if path.exists():  # finished cells are skipped, so a killed sweep resumes where it stopped
+            acc.print(f"skip {path} (exists)")
+            done.append(read_results(path))
+            continue
+        result = run_cell(cell, acc, out)
+        acc.free_memory()
+        if result is not None:
+            done.append(result)
+    if acc.is_main_process:
+        print_table(done)
+    acc.end_training()
+    return done
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, NonFiniteLossError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)

@@ -1,0 +1,111 @@
+"""The Task contract and the task registry.
+
+A task owns its data, its collation, how a batch becomes ``(logits, targets)`` and its
+corpus-level metrics; ``run_task.py`` knows nothing else about it. ``evaluate`` receives the
+gathered example indices with the scores, so the order in which DDP shards arrive cannot matter.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset, default_collate
+
+from losses.registry import Registry
+
+TASKS: Registry[Callable[..., Task]] = Registry("task", entry_point_group="mllb.tasks")
+SPLITS = ("train", "dev", "test")
+
+
+class Task(abc.ABC):
+    """A multi-label task plugin (see DESIGN.md, "The Task contract").
+
+    Class attributes:
+        name: registry name. version: bump when data processing or metric code changes numbers.
+        primary_metric: used for dev-set model selection and leaderboard sorting.
+        higher_is_better: one entry per metric ``evaluate`` returns.
+        default_model: the model used when the run config names none.
+
+    Instance attributes set by ``__init__``: ``num_labels``, ``dataset_name`` (the data variant,
+    e.g. "re-docred-devtrain"), ``kwargs`` (the resolved task options, for the results JSON).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    primary_metric: ClassVar[str]
+    higher_is_better: ClassVar[dict[str, bool]]
+    default_model: ClassVar[str]
+    # decision rule of the threshold-based metrics, recorded in the results JSON
+    threshold: ClassVar[dict[str, Any]] = {"policy": "fixed", "value": 0.5}
+    num_labels: int
+    dataset_name: str
+    kwargs: dict[str, Any]
+
+    @abc.abstractmethod
+    def dataset(self, split: str) -> Dataset:
+        """The examples of ``split`` (one of train/dev/test); every item carries an int "index"."""
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Batch a list of items (default: ``torch.utils.data.default_collate``)."""
+        return default_collate(items)
+
+    @abc.abstractmethod
+    def logits_and_targets(self, model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Run the model on a batch: logits [N, C] (cosines for a cosine head), targets [N, C]."""
+
+    @abc.abstractmethod
+    def evaluate(self, split: str, index: Tensor, scores: Tensor) -> dict[str, float]:
+        """Corpus-level metrics of ``scores`` [N, C] (probabilities) for examples ``index`` [N]."""
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Model constructor arguments the data dictates (e.g. the input feature size)."""
+        return {}
+
+    def data_fingerprint(self) -> str:
+        """sha256 over what the task feeds the model and scores against (all splits)."""
+        h = hashlib.sha256()
+        h.update(f"{self.name}:{self.version}:{self.dataset_name}".encode())
+        for split in SPLITS:
+            for array in self.fingerprint_arrays(split):
+                h.update(np.ascontiguousarray(array).tobytes())
+        return "sha256:" + h.hexdigest()
+
+    def fingerprint_arrays(self, split: str) -> list[np.ndarray]:
+        """Arrays that identify a split's data; override for non-tensor datasets."""
+        return []
+
+
+def create_task(name: str, **kwargs: Any) -> Task:
+    """Instantiate the registered task ``name`` with its options."""
+    return TASKS.get(name)(**kwargs)
+
+
+def check_split(task: Task, split: str) -> None:
+    """Raise a clear error for a split name the task does not have."""
+    if split not in SPLITS:
+        raise ValueError(f"task {task.name!r}: unknown split {split!r}; expected one of {SPLITS}")
+
+
+def index_order(index: Tensor, n: int, task: str, split: str) -> np.ndarray:
+    """Check that ``index`` holds every example of a split exactly once; return its argsort."""
+    idx = index.detach().cpu().numpy().astype(np.int64).reshape(-1)
+    order = np.argsort(idx, kind="stable")
+    if len(idx) != n or not np.array_equal(idx[order], np.arange(n)):
+        seen = np.bincount(idx[(idx >= 0) & (idx < n)], minlength=n)
+        raise ValueError(
+            f"task {task!r}, split {split!r}: scores must cover every one of the {n} examples "
+            f"exactly once; got {len(idx)} scores, {int((seen == 0).sum())} examples missing, "
+            f"{int((seen > 1).sum())} duplicated"
+        )
+    return order
+
+
+def as_scores(scores: Tensor) -> np.ndarray:
+    """Scores tensor -> float64 numpy [N, C]."""
+    return scores.detach().to("cpu", torch.float64).numpy()
