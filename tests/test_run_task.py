@@ -1,0 +1,177 @@
+"""run_task.py end to end on a tiny synthetic task: config, results, sweeps, resume, guards, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+
+import run_task
+from leaderboard.schema import read_results
+from losses import LOSSES, MultiLabelLoss
+from losses.functional import bce_loss
+from tasks.runconfig import ConfigError, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--model", "tiny_mlp", "--task.num_train", "256", "--task.num_dev", "64",
+        "--task.num_test", "97", "--task.num_labels", "12", "--task.avg_positives", "2",
+        "--task.num_features", "16", "--epochs", "2", "--batch_size", "32",
+        "--eval_batch_size", "40"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _run(tmp: Path, *args: str) -> list[dict]:
+    return run_task.main([*TINY, "--output_dir", str(tmp), *args])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--epoch", "3"], r"unknown option 'epoch'; valid options: \[.*'epochs'"),
+    (["--epochs", "ten"], "--epochs expects int, got 'ten'"),
+    (["--resume", "maybe"], "--resume expects a boolean"),
+    (["--optim.lr", "1"], "unknown option 'optim.lr'"),
+    (["--lr"], "--lr needs a value"),
+    (["epochs", "3"], "unexpected argument 'epochs'"),
+    (["--seed", "0,x"], "--seed expects integers"),
+    (["--config", "nope.yaml"], "config file 'nope.yaml' not found"),
+])
+def test_config_errors_name_the_problem(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(argv).cells()
+
+
+def test_config_layers(tmp_path: Path) -> None:
+    preset = tmp_path / "p.yaml"
+    preset.write_text("epochs: 7\nlr: 0.01\nloss_kwargs: {gamma_neg: 3}\n")
+    cfg = parse_config(["--config", str(preset), "--lr", "0.5", "--loss", "asl",
+                        "--loss.gamma_neg", "2", "--task.missing_rate=0.2", "--resume"])
+    assert (cfg.epochs, cfg.lr, cfg.loss, cfg.resume) == (7, 0.5, "asl", True)
+    assert cfg.loss_kwargs == {"gamma_neg": 2} and cfg.task_kwargs == {"missing_rate": 0.2}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epoks: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown option 'epoks'"):
+        parse_config(["--config", str(bad)])
+    assert parse_config(["--config", "synthetic/smoke"]).epochs == 2
+
+
+def test_end_to_end_writes_valid_results(tmp_path: Path) -> None:
+    (res,) = _run(tmp_path, "--loss", "asl", "--loss.gamma_neg", "2", "--save_scores", "true")
+    files = sorted(p.name for p in (tmp_path / "synthetic").glob("*.json"))
+    stem = "tiny_mlp__asl-" + files[0].split("asl-")[1].split("__")[0] + "__seed0"
+    assert files == [f"{stem}.config.json", f"{stem}.json"]
+    on_disk = read_results(tmp_path / "synthetic" / f"{stem}.json")  # validates the schema
+    assert on_disk == json.loads(json.dumps(res))
+    assert res["task"]["num_examples"] == 97 and res["task"]["split"] == "test"
+    assert res["selection"]["split"] == "dev" and res["loss"]["kwargs"]["gamma_neg"] == 2
+    assert len(res["history"]) == 2 and set(res["metrics"]) == set(res["higher_is_better"])
+    scores = __import__("numpy").load(tmp_path / "synthetic" / res["scores_file"])
+    assert scores["scores"].shape == (97, 12) and (scores["index"] == range(97)).all()
+    config = json.loads((tmp_path / "synthetic" / f"{stem}.config.json").read_text())
+    assert config["loss"] == "asl" and config["loss_kwargs"] == {"gamma_neg": 2}
+
+
+def test_loss_declares_the_head(tmp_path: Path) -> None:
+    (res,) = _run(tmp_path, "--loss", "aam", "--epochs", "1")
+    assert res["model"]["kwargs"]["head"] == "cosine"
+    (res,) = _run(tmp_path, "--loss", "bce", "--epochs", "1")
+    assert res["model"]["kwargs"]["head"] == "linear"
+
+
+def test_sweep_runs_cells_and_skips_finished_ones(tmp_path: Path, capsys) -> None:
+    first = _run(tmp_path, "--loss", "bce,asl@asl_coco", "--seed", "0,1", "--epochs", "1")
+    assert [(r["loss"]["preset"] or r["loss"]["name"], r["seed"]) for r in first] == [
+        ("bce", 0), ("asl_coco", 0), ("bce", 1), ("asl_coco", 1)]
+    out = tmp_path / "synthetic"
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    capsys.readouterr()
+    again = _run(tmp_path, "--loss", "bce,asl@asl_coco", "--seed", "0,1", "--epochs", "1")
+    assert again == first
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    assert capsys.readouterr().out.count("skip ") == 4
+
+
+def test_print_commands(tmp_path: Path, capsys) -> None:
+    assert _run(tmp_path, "--loss", "bce,aam", "--seed", "0,1", "--print_commands") == []
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith("accelerate launch run_task.py ")
+    assert lines[3].endswith("--loss aam --seed 1") and "--print_commands" not in lines[3]
+    assert not (tmp_path / "synthetic").exists()
+
+
+def test_resume_gives_identical_results(tmp_path: Path) -> None:
+    args = ["--loss", "asl_adaptive", "--epochs", "3", "--ema_decay", "0.9"]
+    (straight,) = _run(tmp_path / "a", *args)
+    assert _run(tmp_path / "b", *args, "--stop_after_epoch", "1") == []  # "killed" after epoch 1
+    assert not list((tmp_path / "b" / "synthetic").glob("*__seed0.json"))
+    (resumed,) = _run(tmp_path / "b", *args, "--resume")
+    assert resumed["metrics"] == straight["metrics"]
+    assert resumed["history"] == straight["history"]
+    assert resumed["selection"] == straight["selection"]
+
+
+class _NanLater(MultiLabelLoss):
+    """BCE that returns NaN on its 11th call (epoch 2, step 3 with 8 steps per epoch)."""
+
+    name = "nan_later"
+    functional = staticmethod(bce_loss)
+    calls = 0
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        type(self).calls += 1
+        value = super().forward(logits, targets)
+        return value * float("nan") if type(self).calls == 11 else value
+
+
+def test_non_finite_loss_stops_with_epoch_step_and_value(tmp_path: Path) -> None:
+    LOSSES.add("nan_later", _NanLater)
+    _NanLater.calls = 0
+    try:
+        with pytest.raises(run_task.NonFiniteLossError,
+                           match=r"non-finite loss nan at epoch 2, step 3; last good checkpoint: "
+                                 r".*last \(epoch 1\)"):
+            _run(tmp_path, "--loss", "nan_later", "--epochs", "3")
+    finally:
+        LOSSES._items.pop("nan_later")
+    ckpt = next((tmp_path / "synthetic" / "checkpoints").iterdir())
+    assert json.loads((ckpt / "trainer_state.json").read_text())["epoch"] == 1
+    assert (ckpt / "last").is_dir() and (ckpt / "best.pt").is_file()
+    assert not list((tmp_path / "synthetic").glob("*.json"))
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
+def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
+    args = [*TINY, "--loss", "bce", "--model.dropout", "0", "--epochs", "2"]
+    (single,) = run_task.main([*args, "--output_dir", str(tmp_path / "one")])
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "run_task.py", *args,
+           "--output_dir", str(tmp_path / "two")]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = (tmp_path / "two" / "synthetic").glob("*__seed0.json")
+    double = read_results(path)
+    assert double["env"]["world_size"] == 2 and single["env"]["world_size"] == 1
+    # 97 test examples in batches of 40 split over 2 ranks: the padding of the last batch is
+    # dropped by gather_for_metrics; the task's evaluate raises unless each index occurs once
+    assert double["task"]["num_examples"] == single["task"]["num_examples"] == 97
+    for key, value in single["metrics"].items():
+        assert double["metrics"][key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_cli_reports_config_errors_without_traceback() -> None:
+    proc = subprocess.run([sys.executable, "run_task.py", "--epochs", "ten"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --epochs expects int, got 'ten'"
