@@ -175,3 +175,10 @@ def test_cli_reports_config_errors_without_traceback() -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --epochs expects int, got 'ten'"
+
+
+def test_bf16_autocast_keeps_the_loss_in_float32(tmp_path: Path) -> None:
+    (res,) = _run(tmp_path, "--loss", "asl", "--mixed_precision", "bf16", "--epochs", "1")
+    assert res["env"]["mixed_precision"] == "bf16"
+    assert all(0 <= v <= 1 for v in res["metrics"].values())
+    assert res["history"][0]["train_loss"] > 0
