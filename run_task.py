@@ -29,7 +29,13 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from leaderboard.schema import SCHEMA_VERSION, read_results, write_json_atomic, write_results
+from leaderboard.schema import (
+    SCHEMA_VERSION,
+    read_results,
+    write_json_atomic,
+    write_results,
+    write_text_atomic,
+)
 from losses import create_loss
 from models import HEAD_FOR_INPUT_KIND, create_model
 from tasks import TASKS, create_task
@@ -72,16 +78,17 @@ def make_scheduler(cfg: RunConfig, opt: torch.optim.Optimizer, total: int):
 
 
 @torch.no_grad()
-def predict(acc: Accelerator, task, model, loss_fn, loader) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gathered (index [N], probabilities [N, C]) of a whole split, each example exactly once."""
+def predict(acc: Accelerator, task, model, loss_fn, loader) -> tuple[torch.Tensor, ...]:
+    """Gathered (index [N], probabilities [N, C], targets [N, C]) of a split, each example once."""
     model.eval()
-    indices, scores = [], []
+    parts: list[list[torch.Tensor]] = [[], [], []]
     for batch in loader:
-        outputs, _ = task.logits_and_targets(model, batch)
-        index, probs = acc.gather_for_metrics((batch["index"], loss_fn.probabilities(outputs)))
-        indices.append(index.cpu())
-        scores.append(probs.float().cpu())
-    return torch.cat(indices), torch.cat(scores)
+        outputs, targets = task.logits_and_targets(model, batch)
+        gathered = acc.gather_for_metrics((batch["index"], loss_fn.probabilities(outputs),
+                                           targets))
+        for part, t in zip(parts, gathered, strict=True):
+            part.append(t.float().cpu() if t.is_floating_point() else t.cpu())
+    return tuple(torch.cat(p) for p in parts)
 
 
 def environment(acc: Accelerator) -> dict[str, Any]:
@@ -122,11 +129,12 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | No
 
     stem = f"{model_name}__{cfg.cell_label()}"
     ckpt = out / "checkpoints" / stem
+    # trainer_state.ckpt is JSON but not *.json, so results readers never mistake it for results
     st: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "best_source": "raw",
                           "bad_epochs": 0, "history": [], "train_s": 0.0, "eval_s": 0.0,
                           "examples": 0}
-    if cfg.resume and (ckpt / "trainer_state.json").exists():
-        st = json.loads((ckpt / "trainer_state.json").read_text())
+    if cfg.resume and (ckpt / "trainer_state.ckpt").exists():
+        st = json.loads((ckpt / "trainer_state.ckpt").read_text())
         acc.load_state(str(ckpt / "last"))
         saved = torch.load(ckpt / "last" / "extras.pt", weights_only=True)
         for key, obj in extras.items():
@@ -167,7 +175,7 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | No
         st["examples"] += n_seen
         t1 = time.perf_counter()
         candidates = {"raw": model, **({"ema": ema.module} if ema else {})}
-        dev = {k: task.evaluate("dev", *predict(acc, task, m, loss_fn, dev_dl))
+        dev = {k: task.evaluate("dev", *predict(acc, task, m, loss_fn, dev_dl)[:2])
                for k, m in candidates.items()}
         st["eval_s"] += time.perf_counter() - t1
         source = max(dev, key=lambda k: dev[k][primary] * (1 if better else -1))
@@ -187,7 +195,7 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | No
         acc.save_state(str(ckpt / "last"))
         acc.save({k: obj.state_dict() for k, obj in extras.items()}, ckpt / "last" / "extras.pt")
         if acc.is_main_process:
-            write_json_atomic(ckpt / "trainer_state.json", st)
+            write_json_atomic(ckpt / "trainer_state.ckpt", st)
         acc.wait_for_everyone()
         acc.log({f"{stem}/dev_{primary}": dev["raw"][primary], f"{stem}/train_loss":
                  entry["train_loss"]}, step=epoch)
@@ -202,7 +210,7 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | No
 
     acc.unwrap_model(model).load_state_dict(torch.load(ckpt / "best.pt", weights_only=True))
     t2 = time.perf_counter()
-    index, scores = predict(acc, task, model, loss_fn, test_dl)
+    index, scores, targets = predict(acc, task, model, loss_fn, test_dl)
     metrics = task.evaluate("test", index, scores)  # the only look at the test split
     eval_s = st["eval_s"] + time.perf_counter() - t2
     results = {
@@ -229,8 +237,11 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | No
     if acc.is_main_process:
         if cfg.save_scores:
             order = index.argsort()
+            # targets too, so the leaderboard's paired bootstrap can recompute the metric; float32
+            # because float16 rounding creates ties that move mAP by tenths of a point
             np.savez_compressed(out / f"{stem}.scores.npz", index=index[order].numpy(),
-                                scores=scores[order].numpy().astype(np.float16))
+                                scores=scores[order].numpy().astype(np.float32),
+                                targets=targets[order].numpy().astype(np.uint8))
             results["scores_file"] = f"{stem}.scores.npz"
         write_json_atomic(out / f"{stem}.config.json", cfg.to_dict())
         write_results(out / f"{stem}.json", results)
@@ -284,6 +295,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             done.append(result)
     if acc.is_main_process:
         print_table(done)
+        if base.leaderboard:
+            from leaderboard.render import build
+
+            md = Path(base.leaderboard)
+            write_text_atomic(md, build(Path(base.output_dir), figures_dir=md.parent / "figures",
+                                        output=md))
+            print(f"leaderboard: {md}")
     acc.end_training()
     return done
 

@@ -573,9 +573,14 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> pathlib.Path:
     target is untouched, and the exception propagates (``TypeError``/``ValueError`` for an
     object that is not JSON data; those are raised before anything is created).
     """
-    target = pathlib.Path(path)
     # Serialize first: an unserializable object then fails before the filesystem is touched.
     text = json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    return write_text_atomic(path, text)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> pathlib.Path:
+    """Write ``text`` (UTF-8, ``\\n`` newlines) to ``path`` atomically; see write_json_atomic."""
+    target = pathlib.Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     # newline="\n": the same bytes on every platform.
     tmp = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="\n", dir=target.parent,

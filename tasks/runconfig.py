@@ -59,9 +59,12 @@ class RunConfig:
     num_workers: int = 0
     output_dir: str = "runs"
     resume: bool = False
-    save_scores: bool = False  # also write test probabilities (.npz, float16)
+    save_scores: bool = False  # also write test probabilities and targets (.npz, float32)
     report_to: str = ""  # comma list of accelerate trackers: tensorboard, wandb, ...
     print_commands: bool = False  # print one `accelerate launch` command per cell and exit
+    # after the sweep, rebuild this markdown leaderboard from every results file under
+    # output_dir (figures in a "figures" directory beside it); empty: do not
+    leaderboard: str = ""
     stop_after_epoch: int = 0  # testing/preemption aid: stop after this epoch's checkpoint
     config: list[str] = field(default_factory=list)
 

@@ -145,7 +145,7 @@ def test_non_finite_loss_stops_with_epoch_step_and_value(tmp_path: Path) -> None
     finally:
         LOSSES._items.pop("nan_later")
     ckpt = next((tmp_path / "synthetic" / "checkpoints").iterdir())
-    assert json.loads((ckpt / "trainer_state.json").read_text())["epoch"] == 1
+    assert json.loads((ckpt / "trainer_state.ckpt").read_text())["epoch"] == 1
     assert (ckpt / "last").is_dir() and (ckpt / "best.pt").is_file()
     assert not list((tmp_path / "synthetic").glob("*.json"))
 
@@ -182,3 +182,11 @@ def test_bf16_autocast_keeps_the_loss_in_float32(tmp_path: Path) -> None:
     assert res["env"]["mixed_precision"] == "bf16"
     assert all(0 <= v <= 1 for v in res["metrics"].values())
     assert res["history"][0]["train_loss"] > 0
+
+
+def test_sweep_refreshes_the_leaderboard(tmp_path: Path) -> None:
+    md = tmp_path / "board" / "LEADERBOARD.md"
+    _run(tmp_path / "runs", "--loss", "bce,asl", "--epochs", "1", "--leaderboard", str(md))
+    text = md.read_text()
+    assert "| tiny_mlp | bce | 1 |" in text and "| tiny_mlp | asl | 1 |" in text
+    assert len(list((md.parent / "figures").glob("*.png"))) == 2

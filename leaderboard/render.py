@@ -1,0 +1,321 @@
+"""Results JSON files -> a deterministic markdown leaderboard (and, optionally, figures).
+
+Grouping: one section per (task, task version, dataset); versions and datasets are never mixed.
+Inside a group: one row per (model, loss setting) — a loss setting is its preset name, or its
+name plus a short hash of its resolved hyper-parameters when runs of one name differ — with
+``mean ± std`` over seeds (in %), ``n`` and the best value per column in bold.
+
+The "Δ vs baseline" column is the difference on the primary metric to the baseline loss with the
+same model, with a 95% confidence interval:
+
+* a paired bootstrap over test examples (1,000 resamples, seed 0) when every run of both rows
+  saved its test scores (``scores_file``) and the primary metric can be recomputed from scores
+  and targets (``RESAMPLABLE``): each resample draws test examples with replacement, computes the
+  metric for every run of both rows on the same draw, and takes the difference of the row means;
+  the interval is the 2.5th-97.5th percentile;
+* otherwise a paired interval over seeds: per-seed differences (seeds present in both rows),
+  mean ± t(0.975, n-1) * s / sqrt(n).
+
+A ``*`` marks an interval that excludes 0. Rendering recomputes no metric; only the bootstrap
+calls ``tasks/metrics.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from leaderboard.schema import SchemaError, iter_results
+
+N_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+# t(0.975, df) for df = 1..30; larger df use 1.96
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+REFERENCES = Path(__file__).with_name("references.yaml")
+
+
+def _metric_functions() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    from tasks import metrics as M
+
+    out: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        "map": lambda s, t: M.mean_average_precision(s, t).value,
+        "macro_f1": lambda s, t: M.classification_scores(s, t)["macro_f1"],
+    }
+    for k in ("CP", "CR", "CF1", "OP", "OR", "OF1"):
+        out[k] = lambda s, t, k=k: M.label_f1_scores(s, t)[k]
+    for k in (1, 3, 5):
+        out[f"P@{k}"] = lambda s, t, k=k: M.precision_at_k(s, t, k)
+        out[f"nDCG@{k}"] = lambda s, t, k=k: M.ndcg_at_k(s, t, k)
+    return out
+
+
+RESAMPLABLE = ("map", "macro_f1", "CP", "CR", "CF1", "OP", "OR", "OF1", "P@1", "P@3", "P@5",
+               "nDCG@1", "nDCG@3", "nDCG@5")
+
+
+@dataclass
+class Row:
+    """One (model, loss setting) row of a group: its runs and display label."""
+
+    model: str
+    loss: str
+    label: str
+    runs: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+
+    def values(self, metric: str) -> np.ndarray:
+        """The metric of every run (seed), as fractions."""
+        return np.array([r["metrics"][metric] for _, r in self.runs], dtype=np.float64)
+
+    def by_seed(self, metric: str) -> dict[int, float]:
+        """seed -> metric value."""
+        return {r["seed"]: r["metrics"][metric] for _, r in self.runs}
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:6]
+
+
+def group_runs(
+    runs: Iterable[tuple[Path, dict[str, Any]]],
+) -> dict[tuple[str, str, str], list[Row]]:
+    """Group valid runs by (task, version, dataset), then into rows by (model, loss setting)."""
+    cells: dict[tuple[str, str, str], dict[tuple, Row]] = defaultdict(dict)
+    names: dict[tuple[str, str, str], dict[tuple[str, str], set[str]]] = defaultdict(
+        lambda: defaultdict(set))
+    runs = list(runs)
+    for _, r in runs:
+        g = (r["task"]["name"], r["task"]["version"], r["task"]["dataset"])
+        label = r["loss"]["preset"] or r["loss"]["name"]
+        names[g][(r["model"]["name"], label)].add(_digest([r["model"]["kwargs"],
+                                                           r["loss"]["kwargs"]]))
+    for path, r in runs:
+        g = (r["task"]["name"], r["task"]["version"], r["task"]["dataset"])
+        label = r["loss"]["preset"] or r["loss"]["name"]
+        d = _digest([r["model"]["kwargs"], r["loss"]["kwargs"]])
+        shown = label if len(names[g][(r["model"]["name"], label)]) == 1 else f"{label} #{d}"
+        key = (r["model"]["name"], shown)
+        row = cells[g].setdefault(key, Row(r["model"]["name"], r["loss"]["name"], shown))
+        row.runs.append((path, r))
+    return {g: [rows[k] for k in sorted(rows)] for g, rows in sorted(cells.items())}
+
+
+def _load_scores(path: Path, run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    name = run.get("scores_file")
+    if not name or not (path.parent / name).is_file():
+        return None
+    with np.load(path.parent / name) as z:
+        if "targets" not in z:
+            return None
+        return z["scores"].astype(np.float64), z["targets"].astype(bool)
+
+
+def resampled_means(metric: Callable[[np.ndarray, np.ndarray], float], runs: list[np.ndarray],
+                    targets: np.ndarray, n_resamples: int = N_RESAMPLES,
+                    seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """Mean metric over ``runs`` on the full split, then on each bootstrap draw: [1 + R].
+
+    The draws depend only on (seed, number of examples), so every row of a group sees the same
+    examples: the differences between rows are paired.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(targets)
+    draws = [np.arange(n)] + [rng.integers(0, n, n) for _ in range(n_resamples)]
+    return np.array([np.mean([metric(s[i], targets[i]) for s in runs]) for i in draws])
+
+
+def paired_bootstrap(metric: Callable[[np.ndarray, np.ndarray], float],
+                     row: list[np.ndarray], base: list[np.ndarray], targets: np.ndarray,
+                     n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED
+                     ) -> tuple[float, float, float]:
+    """(difference, lower, upper): mean metric of ``row`` runs minus ``base`` runs, 95% interval."""
+    d = (resampled_means(metric, row, targets, n_resamples, seed)
+         - resampled_means(metric, base, targets, n_resamples, seed))
+    lo, hi = np.percentile(d[1:], [2.5, 97.5])
+    return float(d[0]), float(lo), float(hi)
+
+
+def seed_interval(row: dict[int, float], base: dict[int, float]) -> tuple[float, float, float]:
+    """Paired t-interval over the seeds both rows have: (mean difference, lower, upper)."""
+    d = np.array([row[s] - base[s] for s in sorted(set(row) & set(base))])
+    if len(d) < 2:
+        return (float(d.mean()) if len(d) else math.nan), math.nan, math.nan
+    half = (_T975[len(d) - 2] if len(d) - 1 <= len(_T975) else 1.96) * d.std(ddof=1) / math.sqrt(
+        len(d))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def _delta_cell(row: Row, base: Row | None, primary: str) -> tuple[str, str]:
+    """Markdown cell of the Δ column and the method used."""
+    if base is None:
+        return "n/a", ""
+    if row is base:
+        return "baseline", ""
+    method = "seeds"
+    loaded = [_load_scores(p, r) for p, r in row.runs + base.runs]
+    if primary in RESAMPLABLE and all(x is not None for x in loaded):
+        targets = loaded[0][1]
+        fn = _metric_functions()[primary]
+        # the saved scores must reproduce each run's recorded metric, else they are not its scores
+        reproduces = all(np.array_equal(x[1], targets) for x in loaded) and all(
+            abs(fn(x[0], x[1]) - r["metrics"][primary]) < 1e-6
+            for x, (_, r) in zip(loaded, row.runs + base.runs, strict=True))
+        if reproduces:
+            k = len(row.runs)
+            est, lo, hi = paired_bootstrap(fn, [x[0] for x in loaded[:k]],
+                                           [x[0] for x in loaded[k:]], targets)
+            method = "bootstrap"
+        else:
+            est, lo, hi = seed_interval(row.by_seed(primary), base.by_seed(primary))
+    else:
+        est, lo, hi = seed_interval(row.by_seed(primary), base.by_seed(primary))
+    if math.isnan(lo):
+        return f"{100 * est:+.2f} (1 paired seed)", method
+    mark = " *" if lo > 0 or hi < 0 else ""
+    return f"{100 * est:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]{mark}", method
+
+
+def _fmt(values: np.ndarray) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.2f}"
+    return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f}"
+
+
+def _protocol(rows: list[Row], primary: str) -> str:
+    runs = [r for row in rows for _, r in row.runs]
+    def vals(get: Callable[[dict[str, Any]], Any]) -> str:
+        return ", ".join(sorted({str(get(r)) for r in runs}))
+    return (f"Protocol: device {vals(lambda r: r['env']['device'])}, world size "
+            f"{vals(lambda r: r['env']['world_size'])}, mixed precision "
+            f"{vals(lambda r: r['env']['mixed_precision'])}; selection on "
+            f"{vals(lambda r: r['selection']['split'])} by {primary}; threshold "
+            f"{vals(lambda r: r['threshold']['policy'] + ' ' + str(r['threshold']['value']))}; "
+            f"epochs (max) {vals(lambda r: r['config'].get('epochs', '?'))}; "
+            f"{len(rows)} rows, {len(runs)} runs.")
+
+
+def render_group(key: tuple[str, str, str], rows: list[Row], baseline: str,
+                 figures: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """Markdown of one group and the Δ methods used."""
+    task, version, dataset = key
+    first = rows[0].runs[0][1]
+    hib = first["higher_is_better"]
+    primary = first["selection"]["metric"]
+    metrics = [primary, *sorted(k for k in first["metrics"] if k != primary)]
+    sign = 1 if hib[primary] else -1
+    base = {row.model: row for row in rows if row.label == baseline}
+    rows = sorted(rows, key=lambda r: (r.model, r.label != baseline,
+                                       -sign * r.values(primary).mean(), r.label))
+    best = {}
+    for m in metrics:
+        means = [row.values(m).mean() for row in rows if m in row.runs[0][1]["metrics"]]
+        best[m] = (max if hib[m] else min)(means)
+    head = ["model", "loss", "n", *[f"{m} {'↑' if hib[m] else '↓'}" for m in metrics],
+            f"Δ {primary} vs {baseline} (95% CI)"]
+    lines = [f"## {task} (v{version}, {dataset})", "",
+             f"Test split, {first['task']['num_examples']} examples, {first['task']['num_labels']} "
+             f"labels; metrics in %, mean ± std over seeds.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(metrics) + 1)]
+    methods = []
+    for row in rows:
+        cells = []
+        for m in metrics:
+            v = row.values(m)
+            text = _fmt(v)
+            cells.append(f"**{text}**" if np.isclose(v.mean(), best[m], rtol=0, atol=1e-12)
+                         else text)
+        delta, method = _delta_cell(row, base.get(row.model), primary)
+        methods.append(method)
+        lines.append(f"| {row.model} | {row.label} | {len(row.runs)} | " + " | ".join(cells)
+                     + f" | {delta} |")
+    lines += ["", _protocol(rows, primary)]
+    used = sorted({m for m in methods if m})
+    if used:
+        lines.append("Δ intervals: " + "; ".join(
+            {"bootstrap": "paired bootstrap over test examples (1,000 resamples)",
+             "seeds": "paired t-interval over seeds"}[m] for m in used)
+            + "; * = the interval excludes 0.")
+    for caption, rel in (figures or {}).items():
+        lines += ["", f"![{caption}]({rel})"]
+    return "\n".join(lines) + "\n", methods
+
+
+def render_references(tasks: Iterable[str], path: Path = REFERENCES) -> str:
+    """The papers' published numbers for ``tasks`` (percent as printed), never merged with ours."""
+    if not path.is_file():
+        return ""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    papers = data.get("papers", {})
+    out = []
+    for task in sorted(set(tasks)):
+        entries = [e for e in data.get("entries", []) if e["task"] == task]
+        if not entries:
+            continue
+        keys = sorted({k for e in entries for k in e["metrics"]})
+        out += [f"### Published: {task} (from the papers, %; their code and protocols, not "
+                f"measured by MLLB)", "",
+                "| paper | table | split | model | loss | setting | " + " | ".join(keys) + " |",
+                "|---|---|---|---|---|---|" + "---:|" * len(keys)]
+        for e in entries:
+            p = papers.get(e["paper"], {})
+            cite = f"{p.get('venue', e['paper'])} ({e['paper'].upper()})"
+            vals = " | ".join(str(e["metrics"].get(k, "")) for k in keys)
+            out.append(f"| {cite} | {e['table']} | {e['split']} | {e['model']} | {e['loss']} | "
+                       f"{e.get('setting', '')} | {vals} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def build(root: Path, baseline: str = "bce", skip_invalid: bool = False,
+          figures_dir: Path | None = None, output: Path | None = None) -> str:
+    """The whole leaderboard markdown for every results file below ``root``.
+
+    Raises:
+        SchemaError: the first invalid file, unless ``skip_invalid`` (then listed in the output).
+    """
+    valid, invalid = [], []
+    for path, obj in iter_results(root):
+        if isinstance(obj, SchemaError):
+            if not skip_invalid:
+                raise obj
+            invalid.append((path, obj))
+        else:
+            valid.append((path, obj))
+    groups = group_runs(valid)
+    parts = ["# MLLB leaderboard", "",
+             f"Generated by `python -m leaderboard` from the results files under `{root.name}/`; "
+             f"do not edit by hand.", ""]
+    for key, rows in groups.items():
+        figs = None
+        if figures_dir is not None:
+            from leaderboard.figures import draw_group
+
+            written = draw_group(key, rows, figures_dir)
+            base = output.parent if output is not None else Path.cwd()
+            figs = {cap: _rel(Path(p), base) for cap, p in written.items()}
+        text, _ = render_group(key, rows, baseline, figs)
+        parts.append(text)
+    refs = render_references(k[0] for k in groups)
+    if refs:
+        parts += [refs]
+    if invalid:
+        parts += ["## Skipped (invalid results files)", ""]
+        parts += [f"- `{_rel(p, root)}`: " + "; ".join(getattr(e, "errors", [str(e)])[:3])
+                  for p, e in invalid]
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def _rel(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), base.resolve())).as_posix()
