@@ -255,7 +255,8 @@ def render_references(tasks: Iterable[str], path: Path = REFERENCES) -> str:
     """The papers' published numbers for ``tasks`` (percent as printed), never merged with ours."""
     if not path.is_file():
         return ""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # BaseLoader keeps every scalar as its text, so 85.10 renders as printed, not as 85.1
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
     papers = data.get("papers", {})
     out = []
     for task in sorted(set(tasks)):
@@ -269,7 +270,7 @@ def render_references(tasks: Iterable[str], path: Path = REFERENCES) -> str:
                 "|---|---|---|---|---|---|" + "---:|" * len(keys)]
         for e in entries:
             p = papers.get(e["paper"], {})
-            cite = f"{p.get('venue', e['paper'])} ({e['paper'].upper()})"
+            cite = f"{e['paper'].upper()} ({p.get('venue', '?')})"
             vals = " | ".join(str(e["metrics"].get(k, "")) for k in keys)
             out.append(f"| {cite} | {e['table']} | {e['split']} | {e['model']} | {e['loss']} | "
                        f"{e.get('setting', '')} | {vals} |")
