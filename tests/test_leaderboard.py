@@ -101,3 +101,12 @@ def test_bootstrap_path_uses_saved_scores(tmp_path: Path) -> None:
     assert "paired bootstrap over test examples (1,000 resamples)" in text
     asl_row = next(line for line in text.splitlines() if line.startswith("| tiny_mlp | asl"))
     assert asl_row.rstrip(" |").endswith("*")  # clearly better: interval excludes 0
+
+
+def test_committed_leaderboard_is_reproduced_from_results(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "LEADERBOARD.md"
+    assert main([str(repo / "results"), "-o", str(out), "--figures",
+                 str(tmp_path / "figures" / "leaderboard")]) == 0
+    expected = (repo / "LEADERBOARD.md").read_text(encoding="utf-8")
+    assert out.read_text(encoding="utf-8") == expected
