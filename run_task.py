@@ -109,12 +109,14 @@ def environment(acc: Accelerator) -> dict[str, Any]:
 def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | None:
     """Train and evaluate one (loss, seed) cell; return its results (None if stopped early)."""
     set_seed(int(cfg.seed))
-    task = create_task(cfg.task, **cfg.task_kwargs)
+    task = create_task(cfg.task, **cfg.task_kwargs,
+                       **({"data_dir": cfg.data_dir} if cfg.data_dir else {}))
     loss_fn = create_loss(cfg.loss_name, preset=cfg.loss_preset, **cfg.loss_kwargs)
     model_name = cfg.model or task.default_model
     model_kwargs = {**task.model_kwargs(), "head": HEAD_FOR_INPUT_KIND[loss_fn.input_kind],
                     **cfg.model_kwargs}
     model = create_model(model_name, task.num_labels, **model_kwargs)
+    task.prepare_model(model)
     n_params = sum(p.numel() for p in model.parameters())
     loader = {s: DataLoader(task.dataset(s), batch_size=cfg.batch_size if s == "train" else
                             cfg.eval_batch_size, shuffle=s == "train", collate_fn=task.collate,
@@ -232,7 +234,7 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | No
                    "examples_per_s": st["examples"] / max(st["train_s"], 1e-9)},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "extra": {"selected_weights": st["best_source"], "epochs_run": st["epoch"],
-                  "task_kwargs": task.kwargs},
+                  "task_kwargs": task.kwargs, "task_info": task.info()},
     }
     if acc.is_main_process:
         if cfg.save_scores:

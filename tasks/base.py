@@ -67,6 +67,14 @@ class Task(abc.ABC):
         """Model constructor arguments the data dictates (e.g. the input feature size)."""
         return {}
 
+    def prepare_model(self, model: nn.Module) -> None:
+        """Initialize a freshly built model from the data (e.g. pretrained word vectors)."""
+        return None
+
+    def info(self) -> dict[str, Any]:
+        """Data counts and policies worth recording in the results JSON (``extra.task_info``)."""
+        return {}
+
     def data_fingerprint(self) -> str:
         """sha256 over what the task feeds the model and scores against (all splits)."""
         h = hashlib.sha256()

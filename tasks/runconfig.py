@@ -35,6 +35,7 @@ class RunConfig:
 
     task: str = "synthetic"
     task_kwargs: dict[str, Any] = field(default_factory=dict)
+    data_dir: str = ""  # shortcut for --task.data_dir (e.g. an AAPD-format directory)
     model: str = ""  # empty: the task's default model
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     # comma list -> sweep; name@preset selects a preset (default: the papers' MS-COCO settings,
