@@ -176,3 +176,23 @@ def test_shared_reuters_variant() -> None:
     counts = task.info()["num_examples"]
     assert sum(counts.values()) == 3019 and task.num_labels <= 90
     assert task.dataset_name == "reuters21578-test-resplit"
+
+
+def test_transformers_encoder_with_its_tokenizer(tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    words = sorted({w for ex in read_aapd(AAPD)["train"] for w in tokenize(ex.text)})
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    model_dir = tmp_path / "tiny_bert"
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(model_dir)
+    config = BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32)
+    BertModel(config).save_pretrained(model_dir)
+    (res,) = run_task.main(["--task", "aapd", "--data_dir", str(AAPD), "--task.tokenizer",
+                            str(model_dir), "--model", "text_encoder_cls", "--model.model_path",
+                            str(model_dir), "--loss", "aam", "--epochs", "1", "--batch_size", "8",
+                            "--output_dir", str(tmp_path / "out")])
+    assert res["model"]["kwargs"]["head"] == "cosine"
+    assert res["model"]["num_parameters"] > 1000
+    assert 0 <= res["metrics"]["P@1"] <= 1

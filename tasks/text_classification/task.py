@@ -76,7 +76,7 @@ class TextMultilabelTask(Task):
 
     def __init__(self, dataset: str = "", data_dir: str = "", json_file: str = "",
                  hf: str = "", max_len: int = 500, min_freq: int = 1,
-                 vectors: str = "", unseen_labels: str = "error") -> None:
+                 vectors: str = "", unseen_labels: str = "error", tokenizer: str = "") -> None:
         sources = [x for x in (dataset, data_dir, json_file, hf) if x]
         if len(sources) != 1:
             raise ValueError(f"task {self.name!r}: give exactly one of dataset (one of "
@@ -86,7 +86,7 @@ class TextMultilabelTask(Task):
                              f"got {unseen_labels!r}")
         self.kwargs = dict(dataset=dataset, data_dir=data_dir, json_file=json_file, hf=hf,
                            max_len=max_len, min_freq=min_freq, vectors=vectors,
-                           unseen_labels=unseen_labels)
+                           unseen_labels=unseen_labels, tokenizer=tokenizer)
         if dataset:
             if dataset not in NAMED:
                 raise ValueError(f"task {self.name!r}: unknown dataset {dataset!r}; known: "
@@ -99,10 +99,16 @@ class TextMultilabelTask(Task):
             self.dataset_name = f"{Path(json_file).stem}-resplit"
         else:
             splits, self.dataset_name = read_hf(hf), hf
-        self._setup(splits, max_len, min_freq, vectors, unseen_labels)
+        self._setup(splits, max_len, min_freq, vectors, unseen_labels, tokenizer)
 
     def _setup(self, splits: dict[str, list[TextExample]], max_len: int, min_freq: int,
-               vectors: str, unseen_labels: str) -> None:
+               vectors: str, unseen_labels: str, tokenizer: str) -> None:
+        self.pad_id, self.hf_tokenizer = PAD, None
+        if tokenizer:  # a transformers tokenizer (local directory) for text_encoder_cls models
+            from transformers import AutoTokenizer
+
+            self.hf_tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+            self.pad_id = self.hf_tokenizer.pad_token_id or 0
         tokens = {s: [tokenize(ex.text) for ex in exs] for s, exs in splits.items()}
         self.vocab = Vocab.build(tokens["train"], min_freq=min_freq)
         self.label_names = sorted({lab for ex in splits["train"] for lab in ex.labels})
@@ -125,7 +131,11 @@ class TextMultilabelTask(Task):
                     else:
                         unseen += 1
             self.dropped_unseen[split] = unseen
-            self._ids[split] = [self.vocab.encode(t, max_len) for t in tokens[split]]
+            if self.hf_tokenizer is not None:
+                self._ids[split] = self.hf_tokenizer(
+                    [ex.text for ex in exs], truncation=True, max_length=max_len)["input_ids"]
+            else:
+                self._ids[split] = [self.vocab.encode(t, max_len) for t in tokens[split]]
             self._y[split] = y
         self.embeddings = None
         if vectors:
@@ -139,15 +149,19 @@ class TextMultilabelTask(Task):
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Pad ``input_ids`` to the longest document of the batch; mask the padding."""
         length = max(len(it["input_ids"]) for it in items)
-        ids = torch.full((len(items), length), PAD, dtype=torch.long)
+        ids = torch.full((len(items), length), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(items), length), dtype=torch.bool)
         for row, it in enumerate(items):
             ids[row, :len(it["input_ids"])] = torch.tensor(it["input_ids"])
+            mask[row, :len(it["input_ids"])] = True
         return {"index": torch.tensor([it["index"] for it in items]), "input_ids": ids,
-                "attention_mask": ids != PAD,
+                "attention_mask": mask,
                 "targets": torch.stack([it["targets"] for it in items])}
 
     def model_kwargs(self) -> dict[str, Any]:
         """Vocabulary size and embedding size (that of the pretrained vectors, if any)."""
+        if self.hf_tokenizer is not None:
+            return {"vocab_size": len(self.hf_tokenizer)}
         kw: dict[str, Any] = {"vocab_size": len(self.vocab)}
         if self.embeddings is not None:
             kw["embed_dim"] = int(self.embeddings.shape[1])
