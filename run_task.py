@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -135,8 +136,15 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | No
     st: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "best_source": "raw",
                           "bad_epochs": 0, "history": [], "train_s": 0.0, "eval_s": 0.0,
                           "examples": 0}
-    if cfg.resume and (ckpt / "trainer_state.ckpt").exists():
-        st = json.loads((ckpt / "trainer_state.ckpt").read_text())
+    if cfg.resume and acc.is_main_process and not (ckpt / "last").exists():
+        # killed between the two renames of the checkpoint swap: finish it
+        for name in ("next", "prev"):
+            if (ckpt / name / "trainer_state.ckpt").exists():
+                (ckpt / name).rename(ckpt / "last")
+                break
+    acc.wait_for_everyone()
+    if cfg.resume and (ckpt / "last" / "trainer_state.ckpt").exists():
+        st = json.loads((ckpt / "last" / "trainer_state.ckpt").read_text())
         acc.load_state(str(ckpt / "last"))
         saved = torch.load(ckpt / "last" / "extras.pt", weights_only=True)
         for key, obj in extras.items():
@@ -194,10 +202,15 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | No
         else:
             st["bad_epochs"] += 1
         st["epoch"] = epoch
-        acc.save_state(str(ckpt / "last"))
-        acc.save({k: obj.state_dict() for k, obj in extras.items()}, ckpt / "last" / "extras.pt")
+        # write the new checkpoint beside the old one, then swap: a kill mid-save keeps "last"
+        acc.save_state(str(ckpt / "next"))
+        acc.save({k: obj.state_dict() for k, obj in extras.items()}, ckpt / "next" / "extras.pt")
         if acc.is_main_process:
-            write_json_atomic(ckpt / "trainer_state.ckpt", st)
+            write_json_atomic(ckpt / "next" / "trainer_state.ckpt", st)
+            if (ckpt / "last").exists():
+                (ckpt / "last").rename(ckpt / "prev")
+            (ckpt / "next").rename(ckpt / "last")
+            shutil.rmtree(ckpt / "prev", ignore_errors=True)
         acc.wait_for_everyone()
         acc.log({f"{stem}/dev_{primary}": dev["raw"][primary], f"{stem}/train_loss":
                  entry["train_loss"]}, step=epoch)

@@ -145,7 +145,7 @@ def test_non_finite_loss_stops_with_epoch_step_and_value(tmp_path: Path) -> None
     finally:
         LOSSES._items.pop("nan_later")
     ckpt = next((tmp_path / "synthetic" / "checkpoints").iterdir())
-    assert json.loads((ckpt / "trainer_state.ckpt").read_text())["epoch"] == 1
+    assert json.loads((ckpt / "last" / "trainer_state.ckpt").read_text())["epoch"] == 1
     assert (ckpt / "last").is_dir() and (ckpt / "best.pt").is_file()
     assert not list((tmp_path / "synthetic").glob("*.json"))
 
