@@ -196,3 +196,17 @@ def test_transformers_encoder_with_its_tokenizer(tmp_path: Path) -> None:
     assert res["model"]["kwargs"]["head"] == "cosine"
     assert res["model"]["num_parameters"] > 1000
     assert 0 <= res["metrics"]["P@1"] <= 1
+
+
+def test_encoded_corpus_is_cached_with_datasets(tmp_path: Path) -> None:
+    import tasks.text_classification.task as text_task
+
+    first = create_task("aapd", data_dir=str(AAPD), max_len=9)
+    entries = list(text_task.CACHE.iterdir())
+    again = create_task("aapd", data_dir=str(AAPD), max_len=9)
+    assert list(text_task.CACHE.iterdir()) == entries  # reused, not rebuilt
+    assert (entries[0] / "dataset_dict.json").is_file()  # a datasets.DatasetDict on disk
+    assert again.data_fingerprint() == first.data_fingerprint()
+    assert again.vocab.itos == first.vocab.itos and again.label_names == first.label_names
+    other = create_task("aapd", data_dir=str(AAPD), max_len=5)  # other options: other entry
+    assert other.data_fingerprint() != first.data_fingerprint()

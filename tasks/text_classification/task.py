@@ -8,7 +8,9 @@ shared copies hold only the official *test* split, so MLLB re-splits it; results
 never comparable with the standard splits, hence the distinct dataset name).
 
 Documents become word ids (vocabulary from the train split only, truncated to ``max_len``, 500
-as in LSAN); the model gets ``input_ids`` [N, L] and ``attention_mask`` [N, L], padded per batch.
+as in LSAN), cached on disk as a ``datasets.DatasetDict`` keyed by the corpus content and the
+options (``$MLLB_CACHE``, default ``~/.cache/mllb``); the model gets ``input_ids`` [N, L] and
+``attention_mask`` [N, L], padded per batch.
 Metrics over the whole split: P@1/3/5 and nDCG@1/3/5 (primary P@1, the APL paper's tuning
 metric), micro/macro F1 and hamming loss at probability 0.5.
 """
@@ -16,7 +18,9 @@ metric), micro/macro F1 and hamming loss at probability 0.5.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,6 +46,8 @@ from tasks.text_classification.data import (
 
 SHARED = Path(os.environ.get("MLLB_SHARED_DATA",
                              Path(__file__).resolve().parents[3] / "shared" / "data"))
+# encoded corpora are cached here (a datasets.DatasetDict per corpus x options x code version)
+CACHE = Path(os.environ.get("MLLB_CACHE", Path.home() / ".cache" / "mllb")) / "text"
 NAMED = {
     "reuters21578-test-resplit": SHARED / "mltext_fallback" / "reuters" / "test_data.json",
     "goemotions-test-resplit": SHARED / "mltext_fallback" / "goemotions" / "test_data.json",
@@ -103,6 +109,53 @@ class TextMultilabelTask(Task):
 
     def _setup(self, splits: dict[str, list[TextExample]], max_len: int, min_freq: int,
                vectors: str, unseen_labels: str, tokenizer: str) -> None:
+        key = hashlib.sha256(json.dumps([self.name, self.version, self.kwargs, [
+            (s, [(e.id, e.text, e.labels) for e in exs]) for s, exs in sorted(splits.items())]],
+            sort_keys=True).encode()).hexdigest()[:20]
+        cache = CACHE / key
+        if (cache / "meta.json").is_file():
+            self._load_cache(cache, tokenizer)
+        else:
+            self._encode(splits, max_len, min_freq, unseen_labels, tokenizer)
+            self._save_cache(cache)
+        self.embeddings = None
+        if vectors:
+            self.embeddings, self.vectors_found = load_word_vectors(vectors, self.vocab)
+
+    def _save_cache(self, cache: Path) -> None:
+        """Encoded splits as a ``datasets.DatasetDict`` plus vocabulary/labels, atomically."""
+        import datasets
+
+        tmp = cache.with_name(cache.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        datasets.DatasetDict({s: datasets.Dataset.from_dict(
+            {"input_ids": self._ids[s], "targets": self._y[s]}) for s in self._ids}
+        ).save_to_disk(str(tmp))
+        (tmp / "meta.json").write_text(json.dumps({
+            "vocab": self.vocab.itos, "labels": self.label_names,
+            "dropped_unseen": self.dropped_unseen}))
+        shutil.rmtree(cache, ignore_errors=True)
+        tmp.rename(cache)
+
+    def _load_cache(self, cache: Path, tokenizer: str) -> None:
+        import datasets
+
+        meta = json.loads((cache / "meta.json").read_text())
+        self.vocab, self.label_names = Vocab(meta["vocab"]), meta["labels"]
+        self.num_labels, self.dropped_unseen = len(self.label_names), meta["dropped_unseen"]
+        self.pad_id, self.hf_tokenizer = PAD, None
+        if tokenizer:
+            from transformers import AutoTokenizer
+
+            self.hf_tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+            self.pad_id = self.hf_tokenizer.pad_token_id or 0
+        ds = datasets.load_from_disk(str(cache)).with_format("numpy")
+        self._ids = {s: [list(map(int, x)) for x in ds[s]["input_ids"]] for s in ds}
+        self._y = {s: np.asarray(ds[s]["targets"], dtype=np.float32).reshape(
+            len(ds[s]), self.num_labels) for s in ds}
+
+    def _encode(self, splits: dict[str, list[TextExample]], max_len: int, min_freq: int,
+                unseen_labels: str, tokenizer: str) -> None:
         self.pad_id, self.hf_tokenizer = PAD, None
         if tokenizer:  # a transformers tokenizer (local directory) for text_encoder_cls models
             from transformers import AutoTokenizer
@@ -137,9 +190,6 @@ class TextMultilabelTask(Task):
             else:
                 self._ids[split] = [self.vocab.encode(t, max_len) for t in tokens[split]]
             self._y[split] = y
-        self.embeddings = None
-        if vectors:
-            self.embeddings, self.vectors_found = load_word_vectors(vectors, self.vocab)
 
     def dataset(self, split: str) -> Dataset:
         """The split's encoded documents."""
