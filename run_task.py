@@ -107,7 +107,8 @@ def environment(acc: Accelerator) -> dict[str, Any]:
             "world_size": acc.num_processes, "mixed_precision": acc.mixed_precision}
 
 
-def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | None:
+def run_cell(cfg: RunConfig, acc: Accelerator, out: Path, env: dict[str, Any]
+             ) -> dict[str, Any] | None:
     """Train and evaluate one (loss, seed) cell; return its results (None if stopped early)."""
     set_seed(int(cfg.seed))
     task = create_task(cfg.task, **cfg.task_kwargs,
@@ -242,7 +243,7 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path) -> dict[str, Any] | No
         "threshold": dict(task.threshold),
         "history": st["history"],
         "config": cfg.to_dict(),
-        "env": environment(acc),
+        "env": env,
         "timing": {"train_s": st["train_s"], "eval_s": eval_s,
                    "examples_per_s": st["examples"] / max(st["train_s"], 1e-9)},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -296,6 +297,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if base.report_to:
         acc.init_trackers("mllb", config={k: str(v) for k, v in base.to_dict().items()})
     out = Path(base.output_dir) / base.task
+    env = environment(acc)  # the code state at launch, not at the time each cell finishes
     done: list[dict[str, Any]] = []
     for cell in cells:
         model_name = cell.model or TASKS.get(cell.task).default_model
@@ -304,7 +306,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             acc.print(f"skip {path} (exists)")
             done.append(read_results(path))
             continue
-        result = run_cell(cell, acc, out)
+        result = run_cell(cell, acc, out, env)
         acc.free_memory()
         if result is not None:
             done.append(result)
