@@ -170,25 +170,28 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path, env: dict[str, Any]
             with acc.accumulate(model):
                 logits, targets = task.logits_and_targets(model, batch)
                 loss = loss_fn(logits, targets)
-                bad = torch.isfinite(loss.detach()).logical_not().float()
+                value = loss.item()  # the one host sync per step: the guard and the running mean
+                bad = not math.isfinite(value)
                 if acc.num_processes > 1:  # every rank must stop together
-                    bad = acc.reduce(bad, "sum")
-                if bad.item():
+                    bad = acc.reduce(torch.tensor(float(bad), device=loss.device), "sum").item()
+                if bad:
                     raise NonFiniteLossError(
-                        f"{stem}: non-finite loss {loss.item()} at epoch {epoch}, step {step}; "
+                        f"{stem}: non-finite loss {value} at epoch {epoch}, step {step}; "
                         f"last good checkpoint: {ckpt / 'last'} (epoch {st['epoch']})")
                 acc.backward(loss)
                 if cfg.grad_clip and acc.sync_gradients:
                     acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 sched.step()
-                opt.zero_grad()
+                if acc.sync_gradients:  # what opt.zero_grad() does, minus its per-call inspect
+                    opt.optimizer.zero_grad(set_to_none=True)
             if ema is not None and acc.sync_gradients:
                 ema.update(acc.unwrap_model(model))
-            total += loss.item()
+            total += value
             n_seen += len(targets) * acc.num_processes
-            bar.set_postfix(loss=f"{total / step:.4f}", refresh=False,
-                            ex_s=f"{n_seen / (time.perf_counter() - t0):.0f}")
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{total / step:.4f}", refresh=False,
+                                ex_s=f"{n_seen / (time.perf_counter() - t0):.0f}")
         st["train_s"] += time.perf_counter() - t0
         st["examples"] += n_seen
         t1 = time.perf_counter()

@@ -1,0 +1,448 @@
+"""Training-loop overhead: ``run_task.py``'s loop per epoch against a bare training loop.
+
+What it measures, per batch size (default: 128, the run default, and 32, four times as many steps
+so that a fixed per-step cost weighs more):
+
+* **engine**: ``run_task.main([...])`` in this process, on the synthetic task (default sizes:
+  8000 train examples, 64 features, 80 labels), model ``mlp`` (256x256, linear head), loss
+  ``bce``, seed 0, AdamW with the config's lr and weight decay, onecycle scheduler, a fresh
+  temporary ``--output_dir`` per run (a finished cell whose results file exists would be skipped).
+  Time per epoch = ``results["timing"]["train_s"] / results["extra"]["epochs_run"]``. ``train_s``
+  is measured by run_task around the per-epoch training loop only, so the dev evaluation,
+  checkpointing (``save_state``, ``best.pt``) and test evaluation that run_task also does are
+  excluded by construction. What is included: the Accelerate-prepared DataLoader (seedable
+  sampler), ``accelerator.accumulate``, the forward, the loss, the non-finite check (one
+  ``.item()``), ``accelerator.backward``, the wrapped ``optimizer.step()``, ``scheduler.step()``,
+  ``zero_grad()``, the running-loss ``.item()`` and the tqdm postfix update.
+* **bare**: the same task (``tasks.create_task("synthetic", ...)``), the same model
+  (``models.create_model("mlp", ..., head="linear")``, same initial weights: ``torch.manual_seed``
+  is set as run_task's ``set_seed`` does, before the task, loss and model are built), the same loss
+  (``losses.create_loss("bce")``), ``torch.optim.AdamW`` with the same lr / weight decay, the same
+  batch size over a plain ``DataLoader(task.dataset("train"), shuffle=True,
+  collate_fn=task.collate)``; per batch: forward, loss, backward, ``optimizer.step()``,
+  ``zero_grad()``, nothing else (no scheduler, no sync, no progress bar). Time per epoch = wall
+  time of one full pass over the loader, averaged over the same number of epochs as the engine.
+
+Both sides run ``--repeats`` times, interleaved (engine, bare[, what-if], engine, bare, ...) after
+one untimed warm-up pair per batch size, in one process with the default torch thread count. The
+table reports the median engine and bare seconds per epoch, the median over repetitions of the
+per-pair ratio engine / bare, and the overhead = that ratio - 1. Under the table, one line per batch
+size shows the noise: the range of the per-pair ratios and the ratio of the fastest engine run to
+the fastest bare run (on a shared machine other processes only ever add time, so the minima are the
+least disturbed runs), with the overhead per optimizer step in microseconds. The output ends with
+one target line per batch size (target: overhead under 10%, judged on the median per-pair ratio).
+
+Unless ``--no-what-if``, every repetition also runs the engine a third time (after the bare run)
+with accelerate's ``is_lomo_available`` memoized for that run only (``functools.cache``; same
+answer): ``AcceleratedOptimizer.step`` calls it twice per step and each call is an uncached
+``importlib.util.find_spec`` over ``sys.path``. One line per batch size gives that run's median
+and its median per-pair ratio to the bare run: what a fix of that one call would gain.
+
+Then (unless ``--no-breakdown``) one more engine run per batch size, instrumented: timers are put
+around the per-step extras of run_task's loop (``instrumented_pieces`` lists them; they are
+removed afterwards, so the timed runs above are untouched) and a second table gives each piece's
+microseconds per optimizer step, their sum in % of the bare step, and the measured overhead per
+step for comparison. The extras are timed in place because that is what they cost in the loop:
+timed alone in a tight loop (warm caches), accelerate's ``is_lomo_available()`` takes a fraction
+of its in-loop time. Not timed: the non-finite check and the running-loss ``.item()`` (CPU
+tensors), ``accelerator.backward``'s wrapper and tqdm's per-item iteration; they, the timer calls
+and any indirect cost of the extras are in the difference to the measured overhead.
+
+Benchmarks are not tests: nothing is asserted and the exit status is 0. run_task's own console
+output (per-epoch lines, results table) is suppressed; its tqdm bar still goes to stderr as in a
+real run, as do the per-repetition progress lines (``2>/dev/null`` hides both).
+
+Run (repository root)::
+
+    python benchmarks/loop_overhead.py
+    python benchmarks/loop_overhead.py --repeats 7 --epochs 3 --batch_sizes 128,32
+    python benchmarks/loop_overhead.py --no-breakdown 2>/dev/null
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import gc
+import io
+import math
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import accelerate
+import accelerate.data_loader as acc_data_loader
+import accelerate.optimizer as acc_optimizer
+import accelerate.scheduler as acc_scheduler
+import torch
+import tqdm.std as tqdm_std
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run_task.py is a script at the repository root, not a package
+    sys.path.insert(0, str(REPO))
+
+import run_task  # noqa: E402
+from losses import create_loss  # noqa: E402
+from models import create_model  # noqa: E402
+from tasks import create_task  # noqa: E402
+from tasks.runconfig import RunConfig  # noqa: E402
+
+TARGET_OVERHEAD = 0.10
+TASK = "synthetic"
+MODEL = "mlp"
+LOSS = "bce"
+SEED = 0
+
+
+@dataclass
+class Row:
+    """Timings of one batch size: seconds per epoch of each repetition, engine and bare."""
+
+    batch_size: int
+    engine: list[float] = field(default_factory=list)
+    bare: list[float] = field(default_factory=list)
+    memo: list[float] = field(default_factory=list)  # what-if: is_lomo_available memoized
+
+    @property
+    def ratios(self) -> list[float]:
+        """Per-pair ratios engine / bare (same repetition)."""
+        return [e / b for e, b in zip(self.engine, self.bare, strict=True)]
+
+    @property
+    def overhead(self) -> float:
+        """Median per-pair ratio minus one."""
+        return statistics.median(self.ratios) - 1.0
+
+    @property
+    def memo_ratios(self) -> list[float]:
+        """Per-pair ratios of the what-if engine run to the bare run of the same repetition."""
+        return [m / b for m, b in zip(self.memo, self.bare, strict=True)]
+
+
+def engine_epoch_s(batch_size: int, epochs: int, task_kwargs: dict[str, Any]) -> float:
+    """Seconds per epoch of run_task's training loop: ``train_s / epochs_run``, fresh output dir."""
+    task_args = [a for k, v in task_kwargs.items() for a in (f"--task.{k}", str(v))]
+    with tempfile.TemporaryDirectory(prefix="mllb_loop_") as out:
+        argv = ["--task", TASK, "--model", MODEL, "--loss", LOSS, "--seed", str(SEED),
+                "--epochs", str(epochs), "--batch_size", str(batch_size), "--output_dir", out,
+                *task_args]
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = run_task.main(argv)
+    if len(results) != 1:
+        raise RuntimeError(f"run_task.main returned {len(results)} results, expected 1")
+    res = results[0]
+    return res["timing"]["train_s"] / res["extra"]["epochs_run"]
+
+
+def engine_memo_epoch_s(batch_size: int, epochs: int, task_kwargs: dict[str, Any]) -> float:
+    """What-if: ``engine_epoch_s`` with accelerate's ``is_lomo_available`` memoized for the run.
+
+    ``AcceleratedOptimizer.step`` calls it twice per step and each call is an
+    ``importlib.util.find_spec`` over ``sys.path``; the patch (``functools.cache``, the same
+    answer) is removed after the run.
+    """
+    memo = functools.cache(acc_optimizer.is_lomo_available)
+    with _patched([(acc_optimizer, "is_lomo_available", memo)]):
+        return engine_epoch_s(batch_size, epochs, task_kwargs)
+
+
+def bare_epoch_s(batch_size: int, epochs: int, task_kwargs: dict[str, Any]) -> float:
+    """Seconds per epoch of forward, loss, backward, step, zero_grad over a plain DataLoader."""
+    cfg = RunConfig()  # the run defaults: AdamW, lr, weight decay
+    torch.manual_seed(SEED)
+    task = create_task(TASK, **task_kwargs)
+    loss_fn = create_loss(LOSS)
+    model = create_model(MODEL, task.num_labels, **task.model_kwargs(), head="linear")
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loader = DataLoader(task.dataset("train"), batch_size=batch_size, shuffle=True,
+                        collate_fn=task.collate)
+    model.train()
+    loss_fn.train()
+    total = 0.0
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        for batch in loader:
+            logits, targets = task.logits_and_targets(model, batch)
+            loss = loss_fn(logits, targets)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        total += time.perf_counter() - t0
+    return total / epochs
+
+
+def measure(batch_sizes: list[int], repeats: int, epochs: int, task_kwargs: dict[str, Any],
+            what_if: bool = True) -> list[Row]:
+    """Interleaved engine / bare (/ what-if) runs per batch size, after one untimed warm-up each."""
+    rows = []
+    for bs in batch_sizes:
+        engine_epoch_s(bs, epochs, task_kwargs)
+        bare_epoch_s(bs, epochs, task_kwargs)
+        row = Row(bs)
+        for r in range(repeats):
+            gc.collect()
+            row.engine.append(engine_epoch_s(bs, epochs, task_kwargs))
+            gc.collect()
+            row.bare.append(bare_epoch_s(bs, epochs, task_kwargs))
+            if what_if:
+                gc.collect()
+                row.memo.append(engine_memo_epoch_s(bs, epochs, task_kwargs))
+            print(f"batch {bs} rep {r + 1}/{repeats}: engine {row.engine[-1]:.4f} s/epoch, "
+                  f"bare {row.bare[-1]:.4f} s/epoch"
+                  + (f", what-if {row.memo[-1]:.4f} s/epoch" if what_if else ""),
+                  file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
+
+
+def steps_per_epoch(batch_size: int, task_kwargs: dict[str, Any]) -> int:
+    """Optimizer steps per epoch (the train loader keeps the last, smaller batch)."""
+    return math.ceil(create_task(TASK, **task_kwargs).kwargs["num_train"] / batch_size)
+
+
+def report(rows: list[Row], repeats: int, epochs: int, task_kwargs: dict[str, Any]) -> str:
+    """The markdown table, then a noise / per-step line (and a what-if line) per batch size."""
+    sizes = ", ".join(f"{k}={v}" for k, v in task_kwargs.items()) or "defaults"
+    lines = [
+        f"task {TASK} ({sizes}), model {MODEL}, loss {LOSS}; repeats = {repeats}, "
+        f"epochs per run = {epochs}; torch {torch.__version__} ({torch.get_num_threads()} "
+        f"threads), accelerate {accelerate.__version__}, Python {platform.python_version()}",
+        "",
+        "| batch size | engine s/epoch | bare s/epoch | median ratio | overhead % |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(f"| {row.batch_size} | {statistics.median(row.engine):.4f} | "
+                     f"{statistics.median(row.bare):.4f} | {statistics.median(row.ratios):.3f} | "
+                     f"{100 * row.overhead:.1f} |")
+    lines.append("")
+    for row in rows:
+        steps = steps_per_epoch(row.batch_size, task_kwargs)
+        per_step = (statistics.median(row.engine) - statistics.median(row.bare)) / steps
+        lines.append(f"- batch size {row.batch_size}: per-pair ratios {min(row.ratios):.3f} to "
+                     f"{max(row.ratios):.3f}; fastest engine / fastest bare "
+                     f"{min(row.engine) / min(row.bare):.3f}; {steps} steps/epoch, "
+                     f"overhead {1e6 * per_step:.0f} us/step (difference of the medians)")
+    if any(row.memo for row in rows):
+        lines.append("")
+    for row in rows:
+        if row.memo:
+            lines.append(f"- batch size {row.batch_size}, what-if (accelerate's is_lomo_available "
+                         f"memoized): engine {statistics.median(row.memo):.4f} s/epoch, median "
+                         f"ratio {statistics.median(row.memo_ratios):.3f}, overhead "
+                         f"{100 * (statistics.median(row.memo_ratios) - 1):.1f}%")
+    return "\n".join(lines)
+
+
+def report_target(rows: list[Row]) -> str:
+    """One target line per batch size (median per-pair overhead against 10%)."""
+    lines = [f"Target: overhead (median per-pair ratio - 1) under "
+             f"{100 * TARGET_OVERHEAD:.0f}%.", ""]
+    for row in rows:
+        ok = row.overhead < TARGET_OVERHEAD
+        lines.append(f"- batch size {row.batch_size}: overhead {100 * row.overhead:.1f}% "
+                     f"{'<' if ok else '>='} {100 * TARGET_OVERHEAD:.0f}%: "
+                     f"{'PASS' if ok else 'FAIL'}")
+    return "\n".join(lines)
+
+
+class _Timers:
+    """Accumulated wall time and call count per key; ``wrap`` returns a timed version of ``fn``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def add(self, key: str, seconds: float) -> None:
+        """Record one call of ``key``."""
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+        self.calls[key] = self.calls.get(key, 0) + 1
+
+    def wrap(self, key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` with every call timed under ``key`` (signature kept for ``inspect``)."""
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(key, time.perf_counter() - t0)
+        return timed
+
+    def mean_us(self, key: str) -> float:
+        """Mean microseconds per call of ``key`` (0 if never called)."""
+        return 1e6 * self.seconds.get(key, 0.0) / max(self.calls.get(key, 0), 1)
+
+
+class _TimedContext:
+    """A context manager whose ``__enter__`` and ``__exit__`` are timed under one key."""
+
+    def __init__(self, inner: contextlib.AbstractContextManager[Any], timers: _Timers,
+                 key: str) -> None:
+        self.inner, self.timers, self.key, self.spent = inner, timers, key, 0.0
+
+    def __enter__(self) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.inner.__enter__()
+        finally:
+            self.spent = time.perf_counter() - t0
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        t0 = time.perf_counter()
+        try:
+            return self.inner.__exit__(*exc)
+        finally:
+            self.timers.add(self.key, self.spent + time.perf_counter() - t0)
+
+
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def _patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Set ``obj.name = value`` for each patch; restore (or remove) the attributes afterwards."""
+    saved = [(obj, name, obj.__dict__[name] if name in vars(obj) else _MISSING)
+             for obj, name, _ in patches]
+    try:
+        for obj, name, value in patches:
+            setattr(obj, name, value)
+        yield
+    finally:
+        for obj, name, old in reversed(saved):
+            if old is _MISSING:
+                delattr(obj, name)
+            else:
+                setattr(obj, name, old)
+
+
+# name of a timed piece -> its calls per optimizer step in run_task's loop
+PIECES: dict[str, tuple[str, int]] = {
+    "lomo": ("accelerate `is_lomo_available()` x2 (in `AcceleratedOptimizer.step`)", 2),
+    "opt_wrapper": ("rest of `AcceleratedOptimizer.step` (its checks, the LR scheduler's step "
+                    "counter)", 1),
+    "zero_wrapper": ("`AcceleratedOptimizer.zero_grad` wrapper (`inspect.signature`)", 1),
+    "sched": ("`scheduler.step()` (AcceleratedScheduler + OneCycleLR)", 1),
+    "accumulate": ("`accelerator.accumulate` enter + exit", 1),
+    "dl": ("prepared DataLoader: `send_to_device` + `_update_state_dict`", 1),
+    "postfix": ("tqdm `set_postfix`", 1),
+}
+
+
+def instrumented_pieces(batch_size: int, epochs: int,
+                        task_kwargs: dict[str, Any]) -> dict[str, float]:
+    """One extra engine run with timers around run_task's per-step extras: us per step of each.
+
+    The timers wrap, only during this run (they are removed afterwards; the timed runs above
+    are untouched): accelerate's ``is_lomo_available`` (as ``accelerate.optimizer`` calls it),
+    ``AcceleratedOptimizer.step`` / ``.zero_grad`` and the ``AdamW.step`` / ``.zero_grad`` they
+    call (wrapper cost = outer - inner - is_lomo_available), ``AcceleratedScheduler.step``,
+    ``Accelerator.accumulate``, the prepared DataLoader's per-batch ``send_to_device`` and
+    ``_update_state_dict`` and tqdm's ``set_postfix``. Costs are means per call (the DataLoader
+    pieces also run for the dev / test batches) times the calls per step, measured inside the
+    loop, so with the caches as cold as the loop leaves them.
+    """
+    timers = _Timers()
+    adamw = torch.optim.AdamW
+    adamw_step = adamw.step
+    wrapped_adamw_step = timers.wrap("adamw_step", adamw_step)
+    wrapped_adamw_step.hooked = True  # type: ignore[attr-defined]  # torch's profile hook is inside
+    orig_accumulate = Accelerator.accumulate
+
+    def accumulate(self: Accelerator, *models: torch.nn.Module) -> _TimedContext:
+        return _TimedContext(orig_accumulate(self, *models), timers, "accumulate")
+
+    patches = [
+        (acc_optimizer, "is_lomo_available", timers.wrap("lomo", acc_optimizer.is_lomo_available)),
+        (acc_optimizer.AcceleratedOptimizer, "step",
+         timers.wrap("opt_step", acc_optimizer.AcceleratedOptimizer.step)),
+        (acc_optimizer.AcceleratedOptimizer, "zero_grad",
+         timers.wrap("opt_zero", acc_optimizer.AcceleratedOptimizer.zero_grad)),
+        (adamw, "step", wrapped_adamw_step),
+        (adamw, "zero_grad", timers.wrap("adamw_zero", adamw.zero_grad)),
+        (acc_scheduler.AcceleratedScheduler, "step",
+         timers.wrap("sched", acc_scheduler.AcceleratedScheduler.step)),
+        (Accelerator, "accumulate", accumulate),
+        (acc_data_loader, "send_to_device", timers.wrap("send", acc_data_loader.send_to_device)),
+        (acc_data_loader.DataLoaderShard, "_update_state_dict",
+         timers.wrap("state", acc_data_loader.DataLoaderShard._update_state_dict)),
+        (tqdm_std.tqdm, "set_postfix", timers.wrap("postfix", tqdm_std.tqdm.set_postfix)),
+    ]
+    with _patched(patches):
+        engine_epoch_s(batch_size, epochs, task_kwargs)
+    us = timers.mean_us
+    return {"lomo": 2 * us("lomo"),
+            "opt_wrapper": us("opt_step") - us("adamw_step") - 2 * us("lomo"),
+            "zero_wrapper": us("opt_zero") - us("adamw_zero"),
+            "sched": us("sched"), "accumulate": us("accumulate"),
+            "dl": us("send") + us("state"), "postfix": us("postfix")}
+
+
+def report_pieces(pieces: dict[int, dict[str, float]], rows: list[Row],
+                  task_kwargs: dict[str, Any]) -> str:
+    """Per-step cost of each timed piece per batch size, against the measured overhead."""
+    sizes = [row.batch_size for row in rows]
+    lines = ["per-step extras of run_task's loop, timed in place in one instrumented engine run "
+             "per batch size (us per optimizer step)", "",
+             "| piece | " + " | ".join(f"batch {bs}" for bs in sizes) + " |",
+             "|---|" + "---:|" * len(sizes)]
+    for key, (label, _) in PIECES.items():
+        lines.append(f"| {label} | " + " | ".join(f"{pieces[bs][key]:.0f}" for bs in sizes) + " |")
+    total = {bs: sum(pieces[bs].values()) for bs in sizes}
+    measured, bare = {}, {}
+    for row in rows:
+        steps = steps_per_epoch(row.batch_size, task_kwargs)
+        bare[row.batch_size] = 1e6 * statistics.median(row.bare) / steps
+        measured[row.batch_size] = 1e6 * (statistics.median(row.engine)
+                                          - statistics.median(row.bare)) / steps
+    lines += ["| sum of the timed pieces | " + " | ".join(f"{total[bs]:.0f}" for bs in sizes)
+              + " |",
+              "| same, in % of the bare step | "
+              + " | ".join(f"{100 * total[bs] / bare[bs]:.1f}" for bs in sizes) + " |",
+              "| measured overhead (table above: engine - bare medians) | "
+              + " | ".join(f"{measured[bs]:.0f}" for bs in sizes) + " |",
+              "| bare step (table above) | " + " | ".join(f"{bare[bs]:.0f}" for bs in sizes)
+              + " |"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options, measure, print the table."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved engine/bare pairs")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per run")
+    ap.add_argument("--batch_sizes", default="128,32", help="comma list")
+    ap.add_argument("--num_train", type=int, default=None,
+                    help="synthetic train examples (default: the task's 8000)")
+    ap.add_argument("--no-breakdown", dest="breakdown", action="store_false",
+                    help="skip the instrumented runs and their per-piece table")
+    ap.add_argument("--no-what-if", dest="what_if", action="store_false",
+                    help="skip the third run per repetition (is_lomo_available memoized)")
+    args = ap.parse_args(argv)
+    task_kwargs: dict[str, Any] = {}
+    if args.num_train is not None:
+        task_kwargs["num_train"] = args.num_train
+    sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
+    rows = measure(sizes, args.repeats, args.epochs, task_kwargs, args.what_if)
+    pieces: dict[int, dict[str, float]] = {}
+    if args.breakdown:
+        pieces = {bs: instrumented_pieces(bs, args.epochs, task_kwargs) for bs in sizes}
+    print(report(rows, args.repeats, args.epochs, task_kwargs))
+    if args.breakdown:
+        print()
+        print(report_pieces(pieces, rows, task_kwargs))
+    print()
+    print(report_target(rows))
+
+
+if __name__ == "__main__":
+    main()
