@@ -10,9 +10,9 @@ same model, with a 95% confidence interval:
 
 * a paired bootstrap over test examples (1,000 resamples, seed 0) when every run of both rows
   saved its test scores (``scores_file``) and the primary metric can be recomputed from scores
-  and targets (``RESAMPLABLE``): each resample draws test examples with replacement, computes the
-  metric for every run of both rows on the same draw, and takes the difference of the row means;
-  the interval is the 2.5th-97.5th percentile;
+  and targets (``resamplable_metrics()``): each resample draws test examples with replacement,
+  computes the metric for every run of both rows on the same draw, and takes the difference of
+  the row means; the interval is the 2.5th-97.5th percentile;
 * otherwise a paired interval over seeds: per-seed differences (seeds present in both rows),
   mean ± t(0.975, n-1) * s / sqrt(n).
 
@@ -22,6 +22,7 @@ calls ``tasks/metrics.py``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -46,7 +47,9 @@ _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 REFERENCES = Path(__file__).with_name("references.yaml")
 
 
-def _metric_functions() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+@functools.cache
+def resamplable_metrics() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    """Metric name -> f(scores, targets): the metrics the bootstrap can recompute."""
     from tasks import metrics as M
 
     out: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -61,16 +64,11 @@ def _metric_functions() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
     return out
 
 
-RESAMPLABLE = ("map", "macro_f1", "CP", "CR", "CF1", "OP", "OR", "OF1", "P@1", "P@3", "P@5",
-               "nDCG@1", "nDCG@3", "nDCG@5")
-
-
 @dataclass
 class Row:
     """One (model, loss setting) row of a group: its runs and display label."""
 
     model: str
-    loss: str
     label: str
     runs: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
 
@@ -106,7 +104,7 @@ def group_runs(
         d = _digest([r["model"]["kwargs"], r["loss"]["kwargs"]])
         shown = label if len(names[g][(r["model"]["name"], label)]) == 1 else f"{label} #{d}"
         key = (r["model"]["name"], shown)
-        row = cells[g].setdefault(key, Row(r["model"]["name"], r["loss"]["name"], shown))
+        row = cells[g].setdefault(key, Row(r["model"]["name"], shown))
         row.runs.append((path, r))
     return {g: [rows[k] for k in sorted(rows)] for g, rows in sorted(cells.items())}
 
@@ -137,11 +135,16 @@ def resampled_means(metric: Callable[[np.ndarray, np.ndarray], float], runs: lis
 
 def paired_bootstrap(metric: Callable[[np.ndarray, np.ndarray], float],
                      row: list[np.ndarray], base: list[np.ndarray], targets: np.ndarray,
-                     n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED
-                     ) -> tuple[float, float, float]:
-    """(difference, lower, upper): mean metric of ``row`` runs minus ``base`` runs, 95% interval."""
-    d = (resampled_means(metric, row, targets, n_resamples, seed)
-         - resampled_means(metric, base, targets, n_resamples, seed))
+                     n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED,
+                     base_means: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(difference, lower, upper): mean metric of ``row`` runs minus ``base`` runs, 95% interval.
+
+    ``base_means``: ``resampled_means`` of ``base`` if already computed (one baseline serves
+    every row of a group).
+    """
+    if base_means is None:
+        base_means = resampled_means(metric, base, targets, n_resamples, seed)
+    d = resampled_means(metric, row, targets, n_resamples, seed) - base_means
     lo, hi = np.percentile(d[1:], [2.5, 97.5])
     return float(d[0]), float(lo), float(hi)
 
@@ -156,30 +159,46 @@ def seed_interval(row: dict[int, float], base: dict[int, float]) -> tuple[float,
     return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
 
 
-def _delta_cell(row: Row, base: Row | None, primary: str) -> tuple[str, str]:
-    """Markdown cell of the Δ column and the method used."""
+def _saved_scores(row: Row, primary: str) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """Saved test scores of every run of ``row`` and their targets, or None.
+
+    None unless every run saved its scores, all share the same targets and each run's scores
+    reproduce its recorded metric (otherwise they are not its scores).
+    """
+    fn = resamplable_metrics().get(primary)
+    loaded = [_load_scores(p, r) for p, r in row.runs]
+    if fn is None or any(x is None for x in loaded):
+        return None
+    targets = loaded[0][1]
+    if not all(np.array_equal(x[1], targets) for x in loaded) or not all(
+            abs(fn(x[0], x[1]) - r["metrics"][primary]) < 1e-6
+            for x, (_, r) in zip(loaded, row.runs, strict=True)):
+        return None
+    return [x[0] for x in loaded], targets
+
+
+def _delta_cell(row: Row, base: Row | None, primary: str,
+                base_cache: dict[int, Any]) -> tuple[str, str]:
+    """Markdown cell of the Δ column and the method used.
+
+    ``base_cache`` keeps each baseline's saved scores and bootstrap means, computed once per
+    group instead of once per compared row.
+    """
     if base is None:
         return "n/a", ""
     if row is base:
         return "baseline", ""
-    method = "seeds"
-    loaded = [_load_scores(p, r) for p, r in row.runs + base.runs]
-    if primary in RESAMPLABLE and all(x is not None for x in loaded):
-        targets = loaded[0][1]
-        fn = _metric_functions()[primary]
-        # the saved scores must reproduce each run's recorded metric, else they are not its scores
-        reproduces = all(np.array_equal(x[1], targets) for x in loaded) and all(
-            abs(fn(x[0], x[1]) - r["metrics"][primary]) < 1e-6
-            for x, (_, r) in zip(loaded, row.runs + base.runs, strict=True))
-        if reproduces:
-            k = len(row.runs)
-            est, lo, hi = paired_bootstrap(fn, [x[0] for x in loaded[:k]],
-                                           [x[0] for x in loaded[k:]], targets)
-            method = "bootstrap"
-        else:
-            est, lo, hi = seed_interval(row.by_seed(primary), base.by_seed(primary))
+    if id(base) not in base_cache:
+        saved = _saved_scores(base, primary)
+        base_cache[id(base)] = saved and (saved[1], resampled_means(
+            resamplable_metrics()[primary], saved[0], saved[1]))
+    cached, mine = base_cache[id(base)], _saved_scores(row, primary)
+    if cached and mine and np.array_equal(cached[0], mine[1]):
+        est, lo, hi = paired_bootstrap(resamplable_metrics()[primary], mine[0], [], mine[1],
+                                       base_means=cached[1])
+        method = "bootstrap"
     else:
-        est, lo, hi = seed_interval(row.by_seed(primary), base.by_seed(primary))
+        (est, lo, hi), method = seed_interval(row.by_seed(primary), base.by_seed(primary)), "seeds"
     if math.isnan(lo):
         return f"{100 * est:+.2f} (1 paired seed)", method
     mark = " *" if lo > 0 or hi < 0 else ""
@@ -227,7 +246,7 @@ def render_group(key: tuple[str, str, str], rows: list[Row], baseline: str,
              f"Test split, {first['task']['num_examples']} examples, {first['task']['num_labels']} "
              f"labels; metrics in %, mean ± std over seeds.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(metrics) + 1)]
-    methods = []
+    methods, base_cache = [], {}
     for row in rows:
         cells = []
         for m in metrics:
@@ -235,7 +254,7 @@ def render_group(key: tuple[str, str, str], rows: list[Row], baseline: str,
             text = _fmt(v)
             cells.append(f"**{text}**" if np.isclose(v.mean(), best[m], rtol=0, atol=1e-12)
                          else text)
-        delta, method = _delta_cell(row, base.get(row.model), primary)
+        delta, method = _delta_cell(row, base.get(row.model), primary, base_cache)
         methods.append(method)
         lines.append(f"| {row.model} | {row.label} | {len(row.runs)} | " + " | ".join(cells)
                      + f" | {delta} |")

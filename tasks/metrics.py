@@ -98,16 +98,6 @@ def _sorted_by_class(s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return ss, ts, ends
 
 
-def _at_group_end(values: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """For every position, the value at the end of its tie group ([C, N] -> [C, N])."""
-    if ends.all():
-        return values
-    n = values.shape[1]
-    end_index = np.where(ends, np.arange(n), n)
-    next_end = np.minimum.accumulate(end_index[:, ::-1], axis=1)[:, ::-1]
-    return np.take_along_axis(values, next_end, axis=1)
-
-
 def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
     """Average precision of each class, [C] float64; NaN for a class without positives.
 

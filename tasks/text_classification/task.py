@@ -112,11 +112,17 @@ class TextMultilabelTask(Task):
         key = hashlib.sha256(json.dumps([self.name, self.version, self.kwargs, [
             (s, [(e.id, e.text, e.labels) for e in exs]) for s, exs in sorted(splits.items())]],
             sort_keys=True).encode()).hexdigest()[:20]
+        self.pad_id, self.hf_tokenizer = PAD, None
+        if tokenizer:  # a transformers tokenizer (local directory) for text_encoder_cls models
+            from transformers import AutoTokenizer
+
+            self.hf_tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+            self.pad_id = self.hf_tokenizer.pad_token_id or 0
         cache = CACHE / key
         if (cache / "meta.json").is_file():
-            self._load_cache(cache, tokenizer)
+            self._load_cache(cache)
         else:
-            self._encode(splits, max_len, min_freq, unseen_labels, tokenizer)
+            self._encode(splits, max_len, min_freq, unseen_labels)
             self._save_cache(cache)
         self.embeddings = None
         if vectors:
@@ -137,31 +143,19 @@ class TextMultilabelTask(Task):
         shutil.rmtree(cache, ignore_errors=True)
         tmp.rename(cache)
 
-    def _load_cache(self, cache: Path, tokenizer: str) -> None:
+    def _load_cache(self, cache: Path) -> None:
         import datasets
 
         meta = json.loads((cache / "meta.json").read_text())
         self.vocab, self.label_names = Vocab(meta["vocab"]), meta["labels"]
         self.num_labels, self.dropped_unseen = len(self.label_names), meta["dropped_unseen"]
-        self.pad_id, self.hf_tokenizer = PAD, None
-        if tokenizer:
-            from transformers import AutoTokenizer
-
-            self.hf_tokenizer = AutoTokenizer.from_pretrained(tokenizer)
-            self.pad_id = self.hf_tokenizer.pad_token_id or 0
         ds = datasets.load_from_disk(str(cache)).with_format("numpy")
         self._ids = {s: [list(map(int, x)) for x in ds[s]["input_ids"]] for s in ds}
         self._y = {s: np.asarray(ds[s]["targets"], dtype=np.float32).reshape(
             len(ds[s]), self.num_labels) for s in ds}
 
     def _encode(self, splits: dict[str, list[TextExample]], max_len: int, min_freq: int,
-                unseen_labels: str, tokenizer: str) -> None:
-        self.pad_id, self.hf_tokenizer = PAD, None
-        if tokenizer:  # a transformers tokenizer (local directory) for text_encoder_cls models
-            from transformers import AutoTokenizer
-
-            self.hf_tokenizer = AutoTokenizer.from_pretrained(tokenizer)
-            self.pad_id = self.hf_tokenizer.pad_token_id or 0
+                unseen_labels: str) -> None:
         tokens = {s: [tokenize(ex.text) for ex in exs] for s, exs in splits.items()}
         self.vocab = Vocab.build(tokens["train"], min_freq=min_freq)
         self.label_names = sorted({lab for ex in splits["train"] for lab in ex.labels})
