@@ -87,16 +87,34 @@ def make_scheduler(cfg: RunConfig, opt: torch.optim.Optimizer, total: int):
 
 @torch.no_grad()
 def predict(acc: Accelerator, task, model, loss_fn, loader) -> tuple[torch.Tensor, ...]:
-    """Gathered (index [N], probabilities [N, C], targets [N, C]) of a split, each example once."""
+    """Gathered (index [N], probabilities [N, C], targets [N, C]) of a split, each row once.
+
+    Rows are examples, or, when the batch carries ``row_index``, rows of examples (entity pairs
+    of documents). gather_for_metrics drops the duplicated padding examples by counting rows,
+    which only works when one example is one row; otherwise the row ids are gathered (padded
+    across ranks with -1) and the duplicates of padded examples are dropped by id.
+    """
     model.eval()
     parts: list[list[torch.Tensor]] = [[], [], []]
+    grouped = False
     for batch in loader:
         outputs, targets = task.logits_and_targets(model, batch)
-        gathered = acc.gather_for_metrics((batch["index"], loss_fn.probabilities(outputs),
-                                           targets))
+        grouped = "row_index" in batch
+        data = (batch.get("row_index", batch["index"]), loss_fn.probabilities(outputs), targets)
+        if not grouped:
+            gathered = acc.gather_for_metrics(data)
+        elif acc.num_processes > 1:
+            gathered = acc.gather(acc.pad_across_processes(list(data), pad_index=-1))
+        else:
+            gathered = data
         for part, t in zip(parts, gathered, strict=True):
             part.append(t.float().cpu() if t.is_floating_point() else t.cpu())
-    return tuple(torch.cat(p) for p in parts)
+    index, scores, targets = (torch.cat(p) for p in parts)
+    if grouped and acc.num_processes > 1:
+        ids, first = np.unique(index.numpy(), return_index=True)
+        keep = torch.from_numpy(first[ids >= 0])
+        index, scores, targets = index[keep], scores[keep], targets[keep]
+    return index, scores, targets
 
 
 def environment(acc: Accelerator) -> dict[str, Any]:
@@ -188,7 +206,7 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path, env: dict[str, Any]
             if ema is not None and acc.sync_gradients:
                 ema.update(acc.unwrap_model(model))
             total += value
-            n_seen += len(targets) * acc.num_processes
+            n_seen += len(batch["index"]) * acc.num_processes  # examples, not output rows
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{total / step:.4f}", refresh=False,
                                 ex_s=f"{n_seen / (time.perf_counter() - t0):.0f}")
@@ -236,6 +254,9 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path, env: dict[str, Any]
 
     acc.unwrap_model(model).load_state_dict(torch.load(ckpt / "best.pt", weights_only=True))
     t2 = time.perf_counter()
+    # tasks whose decision rule is tuned on dev (DocRED's threshold) calibrate on the selected
+    # weights, not on whatever was evaluated last
+    task.evaluate("dev", *predict(acc, task, model, loss_fn, dev_dl)[:2])
     index, scores, targets = predict(acc, task, model, loss_fn, test_dl)
     metrics = task.evaluate("test", index, scores)  # the only look at the test split
     eval_s = st["eval_s"] + time.perf_counter() - t2
@@ -269,6 +290,9 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path, env: dict[str, Any]
                                 scores=scores[order].numpy().astype(np.float32),
                                 targets=targets[order].numpy().astype(np.uint8))
             results["scores_file"] = f"{stem}.scores.npz"
+        predictions = task.write_predictions("test", index, scores, out / stem)
+        if predictions:
+            results["extra"]["predictions_file"] = predictions
         write_json_atomic(out / f"{stem}.config.json", cfg.to_dict())
         write_results(out / f"{stem}.json", results)
     acc.wait_for_everyone()

