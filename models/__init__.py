@@ -1,6 +1,6 @@
 """Models: a registry, heads and one file per family, each with a ``tiny_*`` variant."""
 
-from models import lsan, mlp, text_encoder  # noqa: F401  (register their constructors)
+from models import bert_re, lsan, mlp, mrn, text_encoder  # noqa: F401  (register them)
 from models.heads import HEAD_FOR_INPUT_KIND, create_head
 from models.registry import MODELS, create_model
 
