@@ -656,7 +656,8 @@ def iter_results(root: str | os.PathLike[str]
     """Yield ``(path, results)`` or ``(path, SchemaError)`` for every results file below ``root``.
 
     Results files are the ``*.json`` files at any depth, sorted by path, except resolved
-    configs (``*.config.json``) and anything hidden (a name starting with ``.``, at any level
+    configs (``*.config.json``), a task's own prediction files (``*.predictions.json``, e.g.
+    DocRED submissions) and anything hidden (a name starting with ``.``, at any level
     below ``root``, which also skips ``.tmp-*`` files of a write in progress). A file that
     cannot be read or does not validate yields its error instead of raising, so the caller
     decides whether to stop or skip. Raises ``NotADirectoryError``/``FileNotFoundError`` when
@@ -671,7 +672,7 @@ def iter_results(root: str | os.PathLike[str]
     paths = sorted(
         p for p in root.rglob("*.json")
         if p.is_file()
-        and not p.name.endswith(".config.json")
+        and not p.name.endswith((".config.json", ".predictions.json"))
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     for p in paths:

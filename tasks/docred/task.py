@@ -305,8 +305,8 @@ class DocREDTask(Task):
 
     def write_predictions(self, split: str, index: Tensor, scores: Tensor,
                           stem: Path) -> str | None:
-        """``<stem>.<split>_predictions.json`` in the official submission format."""
-        path = stem.with_name(f"{stem.name}.{split}_predictions.json")
+        """``<stem>.<split>.predictions.json`` in the official submission format."""
+        path = stem.with_name(f"{stem.name}.{split}.predictions.json")
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(self.predictions(split, self._ordered(split, index, scores))))
         tmp.replace(path)
