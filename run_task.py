@@ -263,7 +263,8 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path, env: dict[str, Any]
     results = {
         "schema_version": SCHEMA_VERSION,
         "task": {"name": task.name, "version": task.version, "dataset": task.dataset_name,
-                 "split": "test", "num_labels": task.num_labels, "num_examples": len(index),
+                 "split": "test", "num_labels": task.num_labels,
+                 "num_examples": len(loader["test"].dataset),  # examples, not output rows
                  "data_fingerprint": task.data_fingerprint()},
         "model": {"name": model_name, "kwargs": model_kwargs, "num_parameters": n_params},
         "loss": {"name": loss_fn.name, "preset": loss_fn.preset, "kwargs": loss_fn.hparams},

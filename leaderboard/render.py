@@ -6,7 +6,8 @@ name plus a short hash of its resolved hyper-parameters when runs of one name di
 ``mean ± std`` over seeds (in %), ``n`` and the best value per column in bold.
 
 The "Δ vs baseline" column is the difference on the primary metric to the baseline loss with the
-same model, with a 95% confidence interval:
+same model (the row labelled with the baseline name, else the row of that loss under a preset,
+e.g. ``bce_docred`` for ``bce``), with a 95% confidence interval:
 
 * a paired bootstrap over test examples (1,000 resamples, seed 0) when every run of both rows
   saved its test scores (``scores_file``) and the primary metric can be recomputed from scores
@@ -16,7 +17,9 @@ same model, with a 95% confidence interval:
 * otherwise a paired interval over seeds: per-seed differences (seeds present in both rows),
   mean ± t(0.975, n-1) * s / sqrt(n).
 
-A ``*`` marks an interval that excludes 0. Rendering recomputes no metric; only the bootstrap
+A ``*`` marks an interval that excludes 0. The last two columns are the mean training wall time
+per run (seconds) and training throughput (examples per second; an example is what the task's
+dataset yields, e.g. a DocRED document). Rendering recomputes no metric; only the bootstrap
 calls ``tasks/metrics.py``.
 """
 
@@ -75,6 +78,10 @@ class Row:
     def values(self, metric: str) -> np.ndarray:
         """The metric of every run (seed), as fractions."""
         return np.array([r["metrics"][metric] for _, r in self.runs], dtype=np.float64)
+
+    def timing(self, key: str) -> float:
+        """Mean of ``timing[key]`` over the runs (train_s, examples_per_s)."""
+        return float(np.mean([r["timing"][key] for _, r in self.runs]))
 
     def by_seed(self, metric: str) -> dict[int, float]:
         """seed -> metric value."""
@@ -233,19 +240,20 @@ def render_group(key: tuple[str, str, str], rows: list[Row], baseline: str,
     primary = first["selection"]["metric"]
     metrics = [primary, *sorted(k for k in first["metrics"] if k != primary)]
     sign = 1 if hib[primary] else -1
-    base = {row.model: row for row in rows if row.label == baseline}
-    rows = sorted(rows, key=lambda r: (r.model, r.label != baseline,
+    base = {row.model: row for row in rows if row.runs[0][1]["loss"]["name"] == baseline}
+    base.update({row.model: row for row in rows if row.label == baseline})  # exact label first
+    rows = sorted(rows, key=lambda r: (r.model, base.get(r.model) is not r,
                                        -sign * r.values(primary).mean(), r.label))
     best = {}
     for m in metrics:
         means = [row.values(m).mean() for row in rows if m in row.runs[0][1]["metrics"]]
         best[m] = (max if hib[m] else min)(means)
     head = ["model", "loss", "n", *[f"{m} {'↑' if hib[m] else '↓'}" for m in metrics],
-            f"Δ {primary} vs {baseline} (95% CI)"]
+            f"Δ {primary} vs {baseline} (95% CI)", "train s", "ex/s"]
     lines = [f"## {task} (v{version}, {dataset})", "",
              f"Test split, {first['task']['num_examples']} examples, {first['task']['num_labels']} "
              f"labels; metrics in %, mean ± std over seeds.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(metrics) + 1)]
+             "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(metrics) + 3)]
     methods, base_cache = [], {}
     for row in rows:
         cells = []
@@ -257,7 +265,8 @@ def render_group(key: tuple[str, str, str], rows: list[Row], baseline: str,
         delta, method = _delta_cell(row, base.get(row.model), primary, base_cache)
         methods.append(method)
         lines.append(f"| {row.model} | {row.label} | {len(row.runs)} | " + " | ".join(cells)
-                     + f" | {delta} |")
+                     + f" | {delta} | {row.timing('train_s'):.0f} | "
+                     f"{row.timing('examples_per_s'):.1f} |")
     lines += ["", _protocol(rows, primary)]
     used = sorted({m for m in methods if m})
     if used:

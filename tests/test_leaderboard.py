@@ -100,7 +100,7 @@ def test_bootstrap_path_uses_saved_scores(tmp_path: Path) -> None:
     text = build(tmp_path)
     assert "paired bootstrap over test examples (1,000 resamples)" in text
     asl_row = next(line for line in text.splitlines() if line.startswith("| tiny_mlp | asl"))
-    assert asl_row.rstrip(" |").endswith("*")  # clearly better: interval excludes 0
+    assert asl_row.split(" | ")[-3].endswith("*")  # clearly better: interval excludes 0
 
 
 def test_committed_leaderboard_is_reproduced_from_results(tmp_path: Path) -> None:
@@ -110,3 +110,21 @@ def test_committed_leaderboard_is_reproduced_from_results(tmp_path: Path) -> Non
                  str(tmp_path / "figures" / "leaderboard")]) == 0
     expected = (repo / "LEADERBOARD.md").read_text(encoding="utf-8")
     assert out.read_text(encoding="utf-8") == expected
+
+
+def test_a_preset_of_the_baseline_loss_is_the_baseline(tmp_path: Path) -> None:
+    # DocRED's BCE runs carry the preset bce_docred; with --baseline bce they are the baseline
+    import json
+    import shutil
+
+    shutil.copytree(FIX / "synthetic_v2", tmp_path / "r")
+    path = tmp_path / "r" / "tiny_mlp__bce__seed0.json"
+    res = json.loads(path.read_text())
+    res["loss"]["preset"] = "bce_docred"
+    path.write_text(json.dumps(res))
+    text = build(tmp_path / "r")
+    assert "| tiny_mlp | bce_docred | 1 |" in text.split("\n| tiny_mlp | asl")[0]
+    bce_line = next(line for line in text.splitlines() if "| bce_docred |" in line)
+    asl_line = next(line for line in text.splitlines() if "| tiny_mlp | asl |" in line)
+    assert "| baseline |" in bce_line and "n/a" not in asl_line
+    assert asl_line.split(" | ")[-2].replace(".", "").isdigit()  # ex/s column
