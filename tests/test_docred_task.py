@@ -271,3 +271,22 @@ def test_re_docred_devtrain_split_on_the_shared_files() -> None:
     y = torch.cat([it["targets"] for it in task.items["test"]])
     assert int(y[:, 1:].sum()) == facts
 
+
+
+def test_word_vectors_fill_the_embedding_or_it_is_trained(tmp_path: Path) -> None:
+    from models import create_model
+
+    task = create_task("docred", data_dir=str(FIX))
+    model = create_model("tiny_mrn", task.num_labels, **task.model_kwargs())
+    assert not model.embedding.weight.requires_grad  # MRN freezes its (GloVe) embedding
+    task.prepare_model(model)
+    assert model.embedding.weight.requires_grad and "random init" in task.info()["word_embedding"]
+    vec = tmp_path / "vec.txt"
+    vec.write_text("london 1 2 3 4 5 6 7 8\nengland 0 0 0 0 0 0 0 1\n")
+    task = create_task("docred", data_dir=str(FIX), vectors=str(vec))
+    assert task.model_kwargs()["embed_dim"] == 8
+    model = create_model("tiny_mrn", task.num_labels, **task.model_kwargs())
+    task.prepare_model(model)
+    row = model.embedding.weight[task.word2id["london"]]
+    assert row.tolist() == [1, 2, 3, 4, 5, 6, 7, 8] and not model.embedding.weight.requires_grad
+    assert "2 words found" in task.info()["word_embedding"]

@@ -283,7 +283,8 @@ def encode_subwords(doc: Document, tokenizer: Any) -> dict[str, Any]:
         words += [MARKER] * starts.get(w, 0) + [word]
         words += [MARKER] * ends.get(w, 0)
         last.append(len(words))
-    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=True)
+    # no truncation and no length warning: the model encodes long documents in windows
+    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=True, verbose=False)
     word_ids = enc.word_ids()
     first_piece: dict[int, int] = {}
     for p, wid in enumerate(word_ids):

@@ -132,6 +132,7 @@ class DocREDTask(Task):
         self.docs = self._split(files, holdout)
         self.hf_tokenizer = None
         self.embeddings = None
+        self.word_embedding = "as the model builds it"
         if tokenizer:
             from transformers import AutoTokenizer
 
@@ -325,10 +326,18 @@ class DocREDTask(Task):
         return kw
 
     def prepare_model(self, model: nn.Module) -> None:
-        """Copy the pretrained word vectors into ``model.embedding`` (word-level models)."""
-        if self.embeddings is None:
-            return
+        """Copy the pretrained word vectors into ``model.embedding`` (word-level models).
+
+        Without vectors a frozen word embedding would stay random, so it is trained instead
+        (recorded in ``info()["word_embedding"]``).
+        """
         emb = getattr(model, "embedding", None)
+        if self.embeddings is None:
+            if isinstance(emb, nn.Embedding) and not emb.weight.requires_grad:
+                emb.weight.requires_grad_(True)
+                self.word_embedding = "random init, trained (no --task.vectors given)"
+            return
+        self.word_embedding = f"{self.kwargs['vectors']} ({self.vectors_found} words found)"
         if not isinstance(emb, nn.Embedding) or emb.weight.shape != self.embeddings.shape:
             raise ValueError(f"task 'docred': vectors {self.kwargs['vectors']!r} need a model "
                              f"with an nn.Embedding 'embedding' of shape "
@@ -344,7 +353,7 @@ class DocREDTask(Task):
                 "facts": {s: sum(len(d.facts) for d in docs) for s, docs in self.docs.items()},
                 "no_relation_class": {"name": D.NA, "column": self.schema.na_id,
                                       "policy": "target column set iff no fact; never predicted"},
-                **({"vectors_found": self.vectors_found} if self.embeddings is not None else {})}
+                "word_embedding": self.word_embedding}
 
     def fingerprint_arrays(self, split: str) -> list[np.ndarray]:
         """Titles, encoded inputs, pairs and targets of the split."""
