@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -232,20 +230,15 @@ def test_tiny_bert_re_end_to_end_with_a_tokenizer(tmp_path: Path) -> None:
     assert res["model"]["kwargs"]["vocab_size"] == len(words) + 6  # and [MASK], added
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
-def test_two_process_ddp_scores_every_pair_once(tmp_path: Path) -> None:
+def test_two_process_ddp_scores_every_pair_once(tmp_path: Path,
+                                                launch_two_cpu_processes) -> None:
     # batches of 4 documents over 2 ranks: the 1-document dev split and the 2-document test
     # split are padded with duplicate documents, whose pair rows must be dropped by id
     args = ["--task", "docred", "--data_dir", str(FIX), "--model", "tiny_mrn", "--loss", "bce",
             "--epochs", "1", "--batch_size", "2", "--eval_batch_size", "4",
             "--model.dropout", "0", "--model.dropout_emb", "0"]
     (single,) = run_task.main([*args, "--output_dir", str(tmp_path / "one")])
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "run_task.py", *args,
-           "--output_dir", str(tmp_path / "two")]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    launch_two_cpu_processes(*args, "--output_dir", str(tmp_path / "two"))
     (path,) = (tmp_path / "two" / "docred").glob("*__seed0.json")
     double = read_results(path)
     assert double["env"]["world_size"] == 2

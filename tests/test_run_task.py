@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,16 +148,10 @@ def test_non_finite_loss_stops_with_epoch_step_and_value(tmp_path: Path) -> None
     assert not list((tmp_path / "synthetic").glob("*.json"))
 
 
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not installed")
-def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
+def test_two_process_ddp_matches_one_process(tmp_path: Path, launch_two_cpu_processes) -> None:
     args = [*TINY, "--loss", "bce", "--model.dropout", "0", "--epochs", "2"]
     (single,) = run_task.main([*args, "--output_dir", str(tmp_path / "one")])
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "run_task.py", *args,
-           "--output_dir", str(tmp_path / "two")]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    launch_two_cpu_processes(*args, "--output_dir", str(tmp_path / "two"))
     (path,) = (tmp_path / "two" / "synthetic").glob("*__seed0.json")
     double = read_results(path)
     assert double["env"]["world_size"] == 2 and single["env"]["world_size"] == 1

@@ -14,7 +14,6 @@ document title and the field.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.docred.scorer import DocREDFormatError
+from tasks.docred.scorer import DocREDFormatError, read_json
 
 NA = "Na"
 
@@ -89,21 +88,11 @@ class Schema:
         return {i: r for r, i in self.rel2id.items()}
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise DocREDFormatError(f"{path}: {what} file not found") from None
-    except json.JSONDecodeError as exc:
-        raise DocREDFormatError(f"{path}: not valid JSON ({what}): {exc}") from None
-
-
 def read_schema(rel2id: str | Path, ner2id: str | Path, rel_info: str | Path | None) -> Schema:
     """Load and check the id files: ids are distinct, contiguous from 0, and rel2id has "Na"."""
     schema = {}
     for name, path in (("rel2id", rel2id), ("ner2id", ner2id)):
-        table = _read_json(Path(path), name)
+        table = read_json(Path(path), name)
         if not isinstance(table, dict) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in table.values()):
             raise DocREDFormatError(f"{path}: {name} must be an object of name -> integer id")
@@ -114,7 +103,7 @@ def read_schema(rel2id: str | Path, ner2id: str | Path, rel_info: str | Path | N
     if NA not in schema["rel2id"]:
         raise DocREDFormatError(f"{rel2id}: rel2id has no {NA!r} entry (the no-relation class "
                                 f"MRN/ATLOP train as a target column)")
-    names = _read_json(Path(rel_info), "rel_info") if rel_info else {}
+    names = read_json(Path(rel_info), "rel_info") if rel_info else {}
     if not isinstance(names, dict):
         raise DocREDFormatError(f"{rel_info}: rel_info must be an object of relation id -> name")
     return Schema(schema["rel2id"], schema["ner2id"], {str(k): str(v) for k, v in names.items()})
@@ -199,7 +188,7 @@ def parse_document(doc: Any, schema: Schema, source: str, position: int,
 def read_documents(path: str | Path, schema: Schema, labelled: bool = True) -> list[Document]:
     """Read a DocRED-format JSON file (a list of documents); titles must be unique."""
     path = Path(path)
-    records = _read_json(path, "DocRED")
+    records = read_json(path, "DocRED")
     if not isinstance(records, list):
         raise DocREDFormatError(f"{path}: expected a JSON list of documents, got "
                                 f"{type(records).__name__}")
@@ -215,7 +204,7 @@ def read_documents(path: str | Path, schema: Schema, labelled: bool = True) -> l
 
 def has_labels(path: str | Path) -> bool:
     """Whether a DocRED file carries ``labels`` (the official test file does not)."""
-    records = _read_json(Path(path), "DocRED")
+    records = read_json(Path(path), "DocRED")
     return isinstance(records, list) and any(isinstance(r, dict) and "labels" in r
                                              for r in records)
 

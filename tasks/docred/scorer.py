@@ -240,7 +240,8 @@ def score(
     }
 
 
-def _read_json(path: str, what: str) -> Any:
+def read_json(path: str | Path, what: str) -> Any:
+    """Load a JSON file; a missing file or invalid JSON is a DocREDFormatError naming it."""
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
@@ -264,9 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         result = score(
-            _read_json(args.pred, "prediction"),
-            _read_json(args.gold, "gold"),
-            [_read_json(p, "train") for p in args.train],
+            read_json(args.pred, "prediction"),
+            read_json(args.gold, "gold"),
+            [read_json(p, "train") for p in args.train],
             allow_unknown_titles=args.allow_unknown_titles,
             sources=(str(Path(args.pred)), str(Path(args.gold))),
         )

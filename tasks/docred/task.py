@@ -45,7 +45,7 @@ from torch.utils.data import Dataset
 from losses.registry import resolve_local_dir
 from tasks.base import TASKS, Task, check_split, index_order
 from tasks.docred import data as D
-from tasks.docred.scorer import DocREDFormatError, score
+from tasks.docred.scorer import DocREDFormatError, read_json, score
 
 SHARED = Path(os.environ.get("MLLB_SHARED_DATA",
                              Path(__file__).resolve().parents[3] / "shared" / "data")) / "docred"
@@ -139,7 +139,7 @@ class DocREDTask(Task):
             self.hf_tokenizer = AutoTokenizer.from_pretrained(resolve_local_dir(tokenizer))
             self.pad_id = self.hf_tokenizer.pad_token_id or 0
         else:
-            word2id = D._read_json(meta / "word2id.json", "word2id")
+            word2id = read_json(meta / "word2id.json", "word2id")
             self.word2id = {str(k): int(v) for k, v in word2id.items()}
             self.pad_id = 0
             if vectors:
