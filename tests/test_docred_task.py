@@ -283,3 +283,14 @@ def test_word_vectors_fill_the_embedding_or_it_is_trained(tmp_path: Path) -> Non
     row = model.embedding.weight[task.word2id["london"]]
     assert row.tolist() == [1, 2, 3, 4, 5, 6, 7, 8] and not model.embedding.weight.requires_grad
     assert "2 words found" in task.info()["word_embedding"]
+
+
+def test_a_fixed_threshold_is_not_tuned() -> None:
+    task = create_task("docred", data_dir=str(FIX), threshold=0.5)
+    y = torch.cat([it["targets"] for it in task.items["dev"]]).float()
+    assert task.evaluate("dev", torch.arange(len(y)), 0.4 + 0.2 * y)["f1"] == 1.0
+    assert task.evaluate("dev", torch.arange(len(y)), 0.6 * y)["f1"] == 1.0
+    assert task.evaluate("dev", torch.arange(len(y)), 0.45 + 0.0 * y)["recall"] == 0.0
+    assert task.threshold == {"policy": "fixed", "value": 0.5}
+    with pytest.raises(ValueError, match="threshold must be 'dev_tuned' or a number"):
+        create_task("docred", data_dir=str(FIX), threshold="best")
