@@ -192,6 +192,7 @@ def _scorer_cli(pred: Path, gold: Path, train: Path) -> dict:
     proc = subprocess.run([sys.executable, "-m", "tasks.docred.scorer", "--pred", str(pred),
                            "--gold", str(gold), "--train", str(train)], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stderr == ""  # e.g. no runpy warning about the module being imported twice
     return json.loads(proc.stdout)
 
 

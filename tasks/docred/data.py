@@ -14,6 +14,7 @@ document title and the field.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,23 @@ from typing import Any
 
 import numpy as np
 
-from tasks.docred.scorer import DocREDFormatError, read_json
-
 NA = "Na"
+
+
+class DocREDFormatError(ValueError):
+    """Malformed DocRED or submission data; the message names the file, record and field."""
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """Load a JSON file; a missing file or invalid JSON is a DocREDFormatError naming it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise DocREDFormatError(f"{what} file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise DocREDFormatError(f"{path}: not valid JSON: line {exc.lineno}, column "
+                                f"{exc.colno}: {exc.msg}") from None
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.docred.data import DocREDFormatError, read_json
+
 Fact = tuple[str, str, int, int]  # (title, r, h, t), the official key order
-
-
-class DocREDFormatError(ValueError):
-    """Malformed DocRED or submission data; the message names the file, record and field."""
 
 
 @dataclass
@@ -238,18 +236,6 @@ def score(
         "num_predictions": float(n_pred), "num_gold": float(n_gold), "correct": float(correct),
         "correct_in_train": float(correct_in_train),
     }
-
-
-def read_json(path: str | Path, what: str) -> Any:
-    """Load a JSON file; a missing file or invalid JSON is a DocREDFormatError naming it."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise DocREDFormatError(f"{what} file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise DocREDFormatError(f"{path}: not valid JSON: line {exc.lineno}, column "
-                                f"{exc.colno}: {exc.msg}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

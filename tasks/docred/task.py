@@ -45,7 +45,7 @@ from torch.utils.data import Dataset
 from losses.registry import resolve_local_dir
 from tasks.base import TASKS, Task, check_split, index_order
 from tasks.docred import data as D
-from tasks.docred.scorer import DocREDFormatError, read_json, score
+from tasks.docred.data import DocREDFormatError, read_json
 
 SHARED = Path(os.environ.get("MLLB_SHARED_DATA",
                              Path(__file__).resolve().parents[3] / "shared" / "data")) / "docred"
@@ -299,6 +299,9 @@ class DocREDTask(Task):
             keep = np.arange(self.num_labels) != self.schema.na_id
             value, _ = tune_threshold(s[:, keep], self._targets(split)[:, keep])
             self.threshold = {"policy": "dev_tuned", "value": value}
+        # imported here so that `python -m tasks.docred.scorer` does not find itself imported
+        from tasks.docred.scorer import score
+
         result = score(self.predictions(split, s), [d.raw for d in self.docs[split]],
                        [[d.raw for d in self.docs["train"]]],
                        sources=(f"{split} predictions", f"{split} gold"))
