@@ -218,6 +218,22 @@ def _fmt(values: np.ndarray) -> str:
     return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f}"
 
 
+def _thresholds(runs: list[dict[str, Any]]) -> str:
+    """Decision thresholds per policy: one value, or the range of tuned values over runs."""
+    parts = []
+    for policy in sorted({r["threshold"]["policy"] for r in runs}):
+        values = [r["threshold"]["value"] for r in runs if r["threshold"]["policy"] == policy]
+        if not all(isinstance(v, (int, float)) for v in values):  # per-class lists, or None
+            parts.append(f"{policy} (per class or unset)")
+            continue
+        numbers = sorted(set(values))
+        if len(numbers) == 1:
+            parts.append(f"{policy} {numbers[0]:.4g}")
+        else:
+            parts.append(f"{policy} {numbers[0]:.4g}-{numbers[-1]:.4g} over runs")
+    return ", ".join(parts)
+
+
 def _protocol(rows: list[Row], primary: str) -> str:
     runs = [r for row in rows for _, r in row.runs]
     def vals(get: Callable[[dict[str, Any]], Any]) -> str:
@@ -226,7 +242,7 @@ def _protocol(rows: list[Row], primary: str) -> str:
             f"{vals(lambda r: r['env']['world_size'])}, mixed precision "
             f"{vals(lambda r: r['env']['mixed_precision'])}; selection on "
             f"{vals(lambda r: r['selection']['split'])} by {primary}; threshold "
-            f"{vals(lambda r: r['threshold']['policy'] + ' ' + str(r['threshold']['value']))}; "
+            f"{_thresholds(runs)}; "
             f"epochs (max) {vals(lambda r: r['config'].get('epochs', '?'))}; "
             f"{len(rows)} rows, {len(runs)} runs.")
 

@@ -128,3 +128,13 @@ def test_a_preset_of_the_baseline_loss_is_the_baseline(tmp_path: Path) -> None:
     asl_line = next(line for line in text.splitlines() if "| tiny_mlp | asl |" in line)
     assert "| baseline |" in bce_line and "n/a" not in asl_line
     assert asl_line.split(" | ")[-2].replace(".", "").isdigit()  # ex/s column
+
+
+def test_tuned_thresholds_are_shown_as_a_range() -> None:
+    from leaderboard.render import _thresholds
+
+    runs = [{"threshold": {"policy": "dev_tuned", "value": v}} for v in (0.41956, 0.38, 0.5)]
+    runs.append({"threshold": {"policy": "fixed", "value": 0.5}})
+    assert _thresholds(runs) == "dev_tuned 0.38-0.5 over runs, fixed 0.5"
+    runs = [{"threshold": {"policy": "per_class_dev_tuned", "value": [0.1, 0.2]}}]
+    assert _thresholds(runs) == "per_class_dev_tuned (per class or unset)"
