@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -295,3 +296,20 @@ def test_a_fixed_threshold_is_not_tuned() -> None:
     assert task.threshold == {"policy": "fixed", "value": 0.5}
     with pytest.raises(ValueError, match="threshold must be 'dev_tuned' or a number"):
         create_task("docred", data_dir=str(FIX), threshold="best")
+
+
+def test_official_docred_layout_with_hidden_test_labels(tmp_path: Path) -> None:
+    # DocRED's own file names; its test file has no labels, so dev becomes the evaluation split
+    # and part of train is held out for selection
+    shutil.copytree(META, tmp_path / "meta")
+    docs = _raw() + _raw("dev_revised.json")
+    (tmp_path / "train_annotated.json").write_text(json.dumps(docs))
+    (tmp_path / "dev.json").write_text((FIX / "test_revised.json").read_text())
+    (tmp_path / "test.json").write_text(json.dumps(
+        [{k: v for k, v in d.items() if k != "labels"} for d in _raw("test_revised.json")]))
+    task = create_task("docred", data_dir=str(tmp_path))
+    assert task.dataset_name == "docred-dev"
+    assert task.info()["documents"] == {"train": 2, "dev": 1, "test": 2}
+    assert task.files["test"].endswith("dev.json") and "held out" in task.selection
+    shutil.copy(tmp_path / "dev.json", tmp_path / "test.json")  # a labelled test file
+    assert create_task("docred", data_dir=str(tmp_path)).dataset_name == "docred"
