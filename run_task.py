@@ -254,9 +254,8 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path, env: dict[str, Any]
 
     acc.unwrap_model(model).load_state_dict(torch.load(ckpt / "best.pt", weights_only=True))
     t2 = time.perf_counter()
-    # tasks whose decision rule is tuned on dev (DocRED's threshold) calibrate on the selected
-    # weights, not on whatever was evaluated last
-    task.evaluate("dev", *predict(acc, task, model, loss_fn, dev_dl)[:2])
+    if task.tunes_on_dev:  # calibrate on the selected weights, not on whatever ran last
+        task.evaluate("dev", *predict(acc, task, model, loss_fn, dev_dl)[:2])
     index, scores, targets = predict(acc, task, model, loss_fn, test_dl)
     metrics = task.evaluate("test", index, scores)  # the only look at the test split
     eval_s = st["eval_s"] + time.perf_counter() - t2

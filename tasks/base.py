@@ -44,6 +44,9 @@ class Task(abc.ABC):
     default_model: ClassVar[str]
     # decision rule of the threshold-based metrics, recorded in the results JSON
     threshold: ClassVar[dict[str, Any]] = {"policy": "fixed", "value": 0.5}
+    # True when evaluate("dev") tunes the decision rule (DocRED's threshold): the loop then
+    # evaluates dev once more with the selected weights before the test split
+    tunes_on_dev: bool = False
     num_labels: int
     dataset_name: str
     kwargs: dict[str, Any]

@@ -230,8 +230,8 @@ def held_out_titles(docs: Sequence[Document], fraction: float = 0.1) -> set[str]
     Hashing titles (not file positions) keeps the split the same under any reordering of the
     file; ``round(fraction * n)`` documents, at least one.
     """
-    ranked = sorted(d.title for d in docs)
-    ranked.sort(key=lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest())
+    ranked = sorted((d.title for d in docs),
+                    key=lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest())
     return set(ranked[:max(1, round(fraction * len(docs)))])
 
 

@@ -120,8 +120,8 @@ class DocREDTask(Task):
                              f"{threshold!r}")
         if not 0 < holdout < 1:
             raise ValueError(f"task 'docred': holdout must be in (0, 1), got {holdout!r}")
-        self.tune = threshold == "dev_tuned"
-        self.threshold = ({"policy": "dev_tuned", "value": None} if self.tune else
+        self.tunes_on_dev = threshold == "dev_tuned"
+        self.threshold = ({"policy": "dev_tuned", "value": None} if self.tunes_on_dev else
                           {"policy": "fixed", "value": float(threshold)})
         files, meta = self._locate(dataset, data_dir, train_file, dev_file, test_file, meta_dir)
         info = rel_info or next((str(p) for p in (meta / "rel_info.json",
@@ -295,7 +295,7 @@ class DocREDTask(Task):
         """Scorer metrics of the split's predictions; on dev, first re-tune the threshold."""
         check_split(self, split)
         s = self._ordered(split, index, scores)
-        if split == "dev" and self.tune:
+        if split == "dev" and self.tunes_on_dev:
             keep = np.arange(self.num_labels) != self.schema.na_id
             value, _ = tune_threshold(s[:, keep], self._targets(split)[:, keep])
             self.threshold = {"policy": "dev_tuned", "value": value}
