@@ -40,7 +40,7 @@ from leaderboard.schema import (
     write_text_atomic,
 )
 from losses import create_loss
-from models import HEAD_FOR_INPUT_KIND, create_model
+from models import HEAD_FOR_INPUT_KIND, auxiliary_loss, create_model
 from tasks import TASKS, create_task
 from tasks.runconfig import ConfigError, RunConfig, cell_argv, parse_config
 
@@ -188,6 +188,9 @@ def run_cell(cfg: RunConfig, acc: Accelerator, out: Path, env: dict[str, Any]
             with acc.accumulate(model):
                 logits, targets = task.logits_and_targets(model, batch)
                 loss = loss_fn(logits, targets)
+                aux = auxiliary_loss(model)  # a model's own regularizer (AssocFormer's penalty)
+                if aux is not None:
+                    loss = loss + aux
                 value = loss.item()  # the one host sync per step: the guard and the running mean
                 bad = not math.isfinite(value)
                 if acc.num_processes > 1:  # every rank must stop together

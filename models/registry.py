@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from losses.registry import Registry
 
@@ -24,3 +24,22 @@ def create_model(name: str, num_labels: int, **kwargs: Any) -> nn.Module:
         return factory(num_labels=num_labels, **kwargs)
     except TypeError as exc:
         raise TypeError(f"model {name!r}: {exc}") from exc
+
+
+def auxiliary_loss(model: nn.Module) -> Tensor | None:
+    """Sum of the auxiliary training losses that submodules computed in the last forward pass.
+
+    Protocol: a module with an attribute ``aux_loss`` (a 0-d Tensor or None) sets it in
+    ``forward`` when ``self.training`` (e.g. AssocFormer's association-matrix penalty). This
+    sums every non-None ``aux_loss`` over ``model.modules()`` and resets them to None, so a
+    value is never counted twice or leaks into a later step. A wrapper that holds the model as
+    a submodule (DistributedDataParallel's ``.module``) is searched too. Returns None when no
+    module set one, so the caller adds nothing: ``if aux is not None: loss = loss + aux``.
+    """
+    total: Tensor | None = None
+    for module in model.modules():
+        aux = getattr(module, "aux_loss", None)
+        if isinstance(aux, Tensor):
+            total = aux if total is None else total + aux
+            module.aux_loss = None
+    return total
