@@ -19,6 +19,6 @@ run --model effnetv2_s_mldecoder --loss bce,asl@asl_coco,apl@apl_coco,aam@aam_co
 run --model effnet_lite0 --loss bce,aam@aam_coco
 run --model effnet_lite0_assoc --loss asl@asl_assocformer
 run --model tresnet_l_mldecoder --loss apl@apl_coco --batch_size 16
-python3 benchmarks/image_pipeline.py --data synthetic --synthetic_images 512 --device cuda \
+python3 benchmarks/image_pipeline.py --data synthetic --synthetic_images 1024 --device cuda \
   --mixed_precision bf16 --model effnetv2_s_mldecoder --image_size 448 --batch_size 64 \
-  --workers 0,8 --steps 10 --repeats 5
+  --workers 8,15 --steps 10 --repeats 5

@@ -4,11 +4,11 @@ What it measures, per repetition (interleaved, after one untimed warm-up round):
 
 * **load, W workers** (W = 0 and 2 by default): one pass of a ``DataLoader`` over the image
   task's training split with the training transform (JPEG decode, square resize, flip,
-  RandAugment, Cutout, normalize), ``batch_size`` images per batch, the default collate, nothing
+  RandAugment, Cutout, uint8 tensor), ``batch_size`` images per batch, the default collate, nothing
   else: images/s = images / wall time from creating the iterator (worker start-up included, as
   every epoch of ``run_task.py`` pays it with non-persistent workers) to the last batch.
-* **step**: the model's training step alone on one batch already in memory (forward, loss,
-  backward, AdamW step, zero_grad), ``steps`` times: images/s.
+* **step**: the model's training step alone on one uint8 batch already on the device
+  (normalization, forward, loss, backward, AdamW step, zero_grad), ``steps`` times: images/s.
 * **epoch, W workers**: the two together, as ``run_task.py`` runs them: one pass over the loader
   with the training step on every batch: images/s.
 
@@ -130,8 +130,8 @@ def main(argv: list[str] | None = None) -> None:
                     if args.mixed_precision == "bf16" else contextlib.nullcontext())
 
         def step(x: torch.Tensor, y: torch.Tensor) -> None:
-            with autocast:
-                logits = model(x)
+            with autocast:  # the task normalizes the uint8 batch on the device, as in run_task
+                logits, y = task.logits_and_targets(model, {"image": x, "targets": y})
             loss_fn(logits.float(), y).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

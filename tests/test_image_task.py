@@ -10,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
+import torchvision.transforms.functional as TF
 from accelerate.state import AcceleratorState
 from PIL import Image
 from sklearn.metrics import average_precision_score
@@ -17,7 +18,12 @@ from sklearn.metrics import average_precision_score
 import run_task
 from tasks import create_task
 from tasks.image_classification.data import ImageDataError
-from tasks.image_classification.transforms import Cutout, build_transform, resolve_config
+from tasks.image_classification.transforms import (
+    Cutout,
+    build_transform,
+    normalize,
+    resolve_config,
+)
 
 SHARED = Path(os.environ.get("MLLB_SHARED_DATA",
                              Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -109,7 +115,11 @@ def test_item_shapes_follow_the_model_data_config(coco_dir) -> None:
     task.prepare_model(FakeModel())
     item = task.dataset("train")[0]
     assert item["image"].shape == (3, 40, 40) and item["targets"].shape == (4,)
-    assert item["image"].min() >= -1.0 - 1e-6 and item["image"].max() <= 1.0 + 1e-6
+    assert item["image"].dtype == torch.uint8  # normalized later, on the batch
+    images = torch.stack([task.dataset("test")[i]["image"] for i in range(3)])
+    expected = torch.stack([TF.normalize(TF.to_tensor(TF.to_pil_image(x)), [0.5] * 3, [0.5] * 3)
+                            for x in images])
+    torch.testing.assert_close(normalize(images, task.data_config), expected)
     task2 = create_task("coco", data_dir=str(root), image_size=16)
     task2.prepare_model(FakeModel())
     assert task2.dataset("test")[3]["image"].shape == (3, 16, 16)

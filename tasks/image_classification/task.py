@@ -64,7 +64,7 @@ from tasks.image_classification.data import (
 from tasks.image_classification.data import (
     check_images as verify_images,
 )
-from tasks.image_classification.transforms import build_transform, resolve_config
+from tasks.image_classification.transforms import build_transform, normalize, resolve_config
 
 SHARED = Path(os.environ.get("MLLB_SHARED_DATA",
                              Path(__file__).resolve().parents[3] / "shared" / "data"))
@@ -84,7 +84,7 @@ F1_KEYS = ("CP", "CR", "CF1", "OP", "OR", "OF1")
 
 
 class ImageFiles(Dataset):
-    """Items ``{"index", "image" [3, H, W], "targets" [C]}``; images decoded on access."""
+    """Items ``{"index", "image" uint8 [3, H, W], "targets" [C]}``; images decoded on access."""
 
     def __init__(self, records: list[ImageRecord], targets: np.ndarray, transform: Any) -> None:
         self.records, self.transform = records, transform
@@ -261,8 +261,8 @@ class ImageMultilabelTask(Task):
                                           kw["mean"], kw["std"], kw["interpolation"])
 
     def logits_and_targets(self, model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """model(images [N, 3, H, W]) -> [N, C]; targets [N, C]."""
-        return model(batch["image"]), batch["targets"]
+        """model(normalized images [N, 3, H, W]) -> [N, C]; targets [N, C]."""
+        return model(normalize(batch["image"], self.data_config)), batch["targets"]
 
     def evaluate(self, split: str, index: Tensor, scores: Tensor) -> dict[str, float]:
         """mAP, CP..OF1 at 0.5 and top-3, and the adaptive-threshold CP..OF1 (see module doc)."""

@@ -7,7 +7,10 @@ Training adds, in the papers' order, a random horizontal flip (AAM, section 3.5)
 (timm's ``rand_augment_transform``; ``rand-m9-mstd0.5`` is timm's standard policy string) and
 Cutout (ML-Decoder's ``CutoutPIL``: one square of side ``factor x size`` at a uniformly random
 centre, clipped at the borders, filled with one random RGB colour; AssocFormer uses factor 0.5).
-Then ``ToTensor`` and the data config's mean/std.
+The transform ends in a ``uint8`` tensor; :func:`normalize` (the data config's mean/std) runs on
+the batch in the training process, on the accelerator when there is one, as timm's prefetch loader
+does: a quarter of the bytes through the loader queue and to the device, and the float conversion
+(3.8 of 18 ms per 448 px image in a worker, measured) leaves the loader workers.
 
 Flip and Cutout draw from ``torch``'s generator, RandAugment from Python's ``random``; DataLoader
 seeds both differently in every worker, so workers never repeat each other's augmentations.
@@ -85,7 +88,7 @@ def resolve_config(model_config: dict[str, Any] | None, image_size: int = 0,
 
 def build_transform(config: dict[str, Any], train: bool, augment: str = "papers",
                     randaugment: str = "rand-m9-mstd0.5", cutout: float = 0.5) -> T.Compose:
-    """PIL RGB image -> normalized float tensor [3, H, W] for ``config`` (see the module doc).
+    """PIL RGB image -> uint8 tensor [3, H, W] for ``config`` (see the module doc).
 
     Args:
         config: from :func:`resolve_config`.
@@ -108,5 +111,12 @@ def build_transform(config: dict[str, Any], train: bool, augment: str = "papers"
                 "interpolation": _PIL_INTERPOLATION[config["interpolation"]]}))
         if cutout:
             steps.append(Cutout(cutout))
-    steps += [T.ToTensor(), T.Normalize(config["mean"], config["std"])]
+    steps.append(T.PILToTensor())
     return T.Compose(steps)
+
+
+def normalize(images: torch.Tensor, config: dict[str, Any]) -> torch.Tensor:
+    """uint8 images [N, 3, H, W] -> float32 (x / 255 - mean) / std, on the images' device."""
+    mean = torch.tensor(config["mean"], device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(config["std"], device=images.device).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - mean) / std
