@@ -268,7 +268,9 @@ def render_group(key: tuple[str, str, str], rows: list[Row], baseline: str,
             f"Δ {primary} vs {baseline} (95% CI)", "train s", "ex/s"]
     lines = [f"## {task} (v{version}, {dataset})", "",
              f"Test split, {first['task']['num_examples']} examples, {first['task']['num_labels']} "
-             f"labels; metrics in %, mean ± std over seeds.", "",
+             f"labels; metrics in %, mean ± std over seeds; train s: training seconds per run, "
+             f"ex/s: training examples per second (an example is what num_examples counts: an "
+             f"image, a document).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * 3 + "---:|" * (len(metrics) + 3)]
     methods, base_cache = [], {}
     for row in rows:
