@@ -146,6 +146,11 @@ class ImageMultilabelTask(Task):
                 raise ValueError(f"task {self.name!r}: unknown dataset {dataset!r}; known: "
                                  f"{sorted(NAMED)} (or pass data_dir with format)")
             named = NAMED[dataset]
+            if not Path(named["data_dir"]).is_dir():
+                raise ImageDataError(
+                    f"dataset {dataset!r} reads the shared data at {named['data_dir']}, which is "
+                    f"not a directory; set MLLB_SHARED_DATA to the folder holding "
+                    f"{Path(named['data_dir']).name}/")
         elif not (data_dir or hf):
             raise ValueError(f"task {self.name!r}: give one of dataset (one of {sorted(NAMED)}), "
                              f"data_dir (with format, one of {FORMATS}) or hf")
