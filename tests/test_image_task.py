@@ -279,3 +279,81 @@ def test_coco128_named_dataset() -> None:
     assert task.skipped["train2017"] == {"no_labels": 2, "label_without_image": 2}
     assert {s: len(r) for s, r in task.records.items()} == {"test": 128, "train": 101, "dev": 25}
     assert task.label_names[0] == "person" and task.label_names[79] == "toothbrush"
+
+
+def _images(folder: Path, names: list[str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        _image(folder / name, i)
+
+
+def test_voc_task_reads_trainval_and_test(tmp_path: Path) -> None:
+    root = tmp_path / "VOC2007"
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "Annotations").mkdir()
+    objects = {f"{i:06d}": ["dog", "person"] if i % 2 else ["cat"] for i in range(1, 13)}
+    objects["000012"] = ["tvmonitor", "tvmonitor"]
+    for image_id, names in objects.items():
+        body = "".join(f"<object><name>{n}</name><difficult>0</difficult></object>" for n in names)
+        (root / "Annotations" / f"{image_id}.xml").write_text(f"<annotation>{body}</annotation>")
+    _images(root / "JPEGImages", [f"{i}.jpg" for i in objects])
+    ids = sorted(objects)
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(ids[:10]) + "\n")
+    (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(ids[10:]) + "\n")
+    task = create_task("voc", data_dir=str(root))
+    assert task.num_labels == 20 and task.label_names[7] == "cat"
+    assert {s: len(r) for s, r in task.records.items()} == {"test": 2, "train": 9, "dev": 1}
+    by_id = {r.id: row for r, row in zip(task.records["test"], task.targets["test"], strict=True)}
+    assert np.flatnonzero(by_id["000012"]).tolist() == [task.label_names.index("tvmonitor")]
+    assert np.flatnonzero(by_id["000011"]).tolist() == sorted(
+        task.label_names.index(n) for n in ("dog", "person"))
+
+
+def test_nus_wide_task_reads_the_csv_splits(tmp_path: Path) -> None:
+    names = [f"{i}.jpg" for i in range(12)]
+    _images(tmp_path / "nus" / "images" / "img", names)
+    rows = ["filepath,label,split_name"] + [
+        f"img/{n},\"['sky', 'clouds']\",train" if i < 9 else f"img/{n},\"['water']\",val"
+        for i, n in enumerate(names)]
+    rows[3] = "img/2.jpg,[],train"  # no labels: skipped and counted by default
+    (tmp_path / "nus" / "nus_wide_data.csv").write_text("\n".join(rows) + "\n")
+    task = create_task("nus_wide", data_dir=str(tmp_path / "nus"))
+    assert task.label_names == ["clouds", "sky", "water"]
+    assert task.skipped["train"] == {"no_labels": 1}
+    assert {s: len(r) for s, r in task.records.items()} == {"test": 3, "train": 7, "dev": 1}
+    assert task.targets["test"].tolist() == [[0, 0, 1]] * 3
+
+
+def test_image_multilabel_yolo_and_hf_sources(tmp_path: Path) -> None:
+    import datasets
+
+    root = tmp_path / "yolo"
+    root.mkdir()
+    (root / "data.yaml").write_text("names: [cat, dog, bird]\n")
+    for split in ("train", "val"):
+        _images(root / "images" / split, [f"{i}.jpg" for i in range(10)])
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(10):
+            label = root / "labels" / split / f"{i}.txt"
+            label.write_text(f"{i % 3} 0.5 0.5 0.1 0.1\n2 0 0 1 1\n")
+    task = create_task("image_multilabel", data_dir=str(root), format="yolo")
+    assert task.dataset_name == "yolo-val" and task.label_names == ["cat", "dog", "bird"]
+    assert task.targets["test"][:3].tolist() == [[1, 0, 1], [0, 1, 1], [0, 0, 1]]
+
+    buf = []
+    for i in range(12):
+        path = tmp_path / f"hf{i}.png"
+        _image(path, i)
+        buf.append(path.read_bytes())
+    features = datasets.Features({
+        "image": datasets.Image(),
+        "labels": datasets.Sequence(datasets.ClassLabel(names=["a", "b"]))})
+    make = lambda rows: datasets.Dataset.from_dict(  # noqa: E731
+        {"image": [{"bytes": buf[i], "path": None} for i in rows],
+         "labels": [[i % 2] for i in rows]}, features=features)
+    datasets.DatasetDict({"train": make(range(10)), "test": make(range(10, 12))}).save_to_disk(
+        str(tmp_path / "hfds"))
+    task = create_task("image_multilabel", hf=str(tmp_path / "hfds"))
+    assert task.dataset_name == "hfds-test" and task.label_names == ["a", "b"]
+    assert task.targets["test"].tolist() == [[1, 0], [0, 1]]
+    assert task.dataset("test")[1]["image"].dtype == torch.uint8

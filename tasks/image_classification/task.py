@@ -234,7 +234,7 @@ class ImageMultilabelTask(Task):
                 for split in (train_split, test_split)}
         if fmt == "nus_wide":
             names, by_split = read_nus_wide_csv(root / opts["csv_file"], root / "images",
-                                                missing=missing)
+                                                empty=empty, missing=missing)
             for split in (train_split, test_split):
                 if split not in by_split:
                     raise ImageDataError(f"{root / opts['csv_file']}: no rows with split "
@@ -246,8 +246,8 @@ class ImageMultilabelTask(Task):
                 names, out[split] = read_voc(root, split, difficult=opts["difficult"],
                                              missing=missing)
             return names, out
-        names, train = read_hf(hf, train_split)
-        _, test = read_hf(hf, test_split, class_names=names)
+        names, train = read_hf(hf, train_split, empty=empty)
+        _, test = read_hf(hf, test_split, class_names=names, empty=empty)
         return names, {train_split: train, test_split: test}
 
     def dataset(self, split: str) -> Dataset:
