@@ -357,3 +357,22 @@ def test_image_multilabel_yolo_and_hf_sources(tmp_path: Path) -> None:
     assert task.dataset_name == "hfds-test" and task.label_names == ["a", "b"]
     assert task.targets["test"].tolist() == [[1, 0], [0, 1]]
     assert task.dataset("test")[1]["image"].dtype == torch.uint8
+
+
+def test_two_process_ddp_evaluates_every_image_once(tmp_path: Path,
+                                                      launch_two_cpu_processes) -> None:
+    root = tmp_path / "odd_coco"
+    make_coco(root, n_train=20, n_val=7)
+    # lr 0 and a GroupNorm model: the weights stay the initial ones, so 1 and 2 processes must
+    # score the test images identically; 7 test images in batches of 4 split over 2 ranks leave
+    # a padded last batch (3 -> 2 + 2) whose duplicate gather_for_metrics has to drop
+    args = ["--task", "coco", "--data_dir", str(root), "--model", "tiny_image", "--loss", "bce",
+            "--task.image_size", "32", "--lr", "0", "--epochs", "1", "--batch_size", "4",
+            "--eval_batch_size", "4", "--seed", "0"]
+    (single,) = run_task.main([*args, "--output_dir", str(tmp_path / "one")])
+    launch_two_cpu_processes(*args, "--output_dir", str(tmp_path / "two"))
+    (path,) = (tmp_path / "two" / "coco").glob("*__seed0.json")
+    double = json.loads(path.read_text())
+    assert double["env"]["world_size"] == 2 and double["task"]["num_examples"] == 7
+    for key, value in single["metrics"].items():
+        assert double["metrics"][key] == pytest.approx(value, abs=1e-5), key
