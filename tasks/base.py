@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +21,9 @@ from torch.utils.data import Dataset, default_collate
 
 from losses.registry import Registry
 
+# the read-only real data beside the repository (../shared/data), or $MLLB_SHARED_DATA
+SHARED_DATA = Path(os.environ.get("MLLB_SHARED_DATA",
+                                  Path(__file__).resolve().parents[2] / "shared" / "data"))
 TASKS: Registry[Callable[..., Task]] = Registry("task", entry_point_group="mllb.tasks")
 SPLITS = ("train", "dev", "test")
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tasks.base import SHARED_DATA
 from tasks.image_classification.data import (
     VOC_CLASSES,
     ImageDataError,
@@ -34,8 +35,7 @@ from tasks.image_classification.data import (
     read_yolo_names,
 )
 
-SHARED = Path(os.environ.get("MLLB_SHARED_DATA",
-                             Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED = SHARED_DATA
 
 
 def _image(path: Path, fmt: str = "JPEG", size: int = 8, mode: str = "RGB") -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,6 +16,7 @@ from sklearn.metrics import average_precision_score
 
 import run_task
 from tasks import create_task
+from tasks.base import SHARED_DATA
 from tasks.image_classification.data import ImageDataError
 from tasks.image_classification.transforms import (
     Cutout,
@@ -25,8 +25,7 @@ from tasks.image_classification.transforms import (
     resolve_config,
 )
 
-SHARED = Path(os.environ.get("MLLB_SHARED_DATA",
-                             Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED = SHARED_DATA
 COCO_TINY = SHARED / "coco_tiny_supergradients"
 COCO128 = SHARED / "coco128_lightly"
 # sparse COCO-style category ids, as in the official files

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,12 +42,11 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from losses.registry import resolve_local_dir
-from tasks.base import TASKS, Task, check_split, index_order
+from tasks.base import SHARED_DATA, TASKS, Task, check_split, index_order
 from tasks.docred import data as D
 from tasks.docred.data import DocREDFormatError, read_json
 
-SHARED = Path(os.environ.get("MLLB_SHARED_DATA",
-                             Path(__file__).resolve().parents[3] / "shared" / "data")) / "docred"
+SHARED = SHARED_DATA / "docred"
 NAMED = ("re-docred-devtrain",)
 METRICS = ("ign_f1", "f1", "precision", "recall", "ign_precision", "intra_f1", "inter_f1")
 TRAIN_NAMES = ("train_revised.json", "train_annotated.json")

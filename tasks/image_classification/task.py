@@ -36,7 +36,6 @@ on), applied to the test split. A class without positives in dev keeps 0.5 (coun
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -46,7 +45,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from tasks import metrics as M
-from tasks.base import TASKS, Task, as_scores, check_split, index_order
+from tasks.base import SHARED_DATA, TASKS, Task, as_scores, check_split, index_order
 from tasks.image_classification.data import (
     ImageDataError,
     ImageRecord,
@@ -66,8 +65,7 @@ from tasks.image_classification.data import (
 )
 from tasks.image_classification.transforms import build_transform, normalize, resolve_config
 
-SHARED = Path(os.environ.get("MLLB_SHARED_DATA",
-                             Path(__file__).resolve().parents[3] / "shared" / "data"))
+SHARED = SHARED_DATA
 # named variants of the shared data: format, layout and the held-out fraction that defines them
 NAMED: dict[str, dict[str, Any]] = {
     "coco128": {"format": "yolo", "data_dir": SHARED / "coco128_lightly",

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from tasks import metrics as M
-from tasks.base import TASKS, Task, as_scores, check_split, index_order
+from tasks.base import SHARED_DATA, TASKS, Task, as_scores, check_split, index_order
 from tasks.text_classification.data import (
     PAD,
     TextDataError,
@@ -44,8 +44,7 @@ from tasks.text_classification.data import (
     tokenize,
 )
 
-SHARED = Path(os.environ.get("MLLB_SHARED_DATA",
-                             Path(__file__).resolve().parents[3] / "shared" / "data"))
+SHARED = SHARED_DATA
 # encoded corpora are cached here (a datasets.DatasetDict per corpus x options x code version)
 CACHE = Path(os.environ.get("MLLB_CACHE", Path.home() / ".cache" / "mllb")) / "text"
 NAMED = {
