@@ -15,7 +15,7 @@ import run_task
 from leaderboard.schema import read_results
 from losses import LOSSES, MultiLabelLoss
 from losses.functional import bce_loss
-from tasks.runconfig import ConfigError, parse_config
+from tasks.runconfig import ConfigError, RunConfig, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "tiny_mlp", "--task.num_train", "256", "--task.num_dev", "64",
@@ -182,3 +182,21 @@ def test_sweep_refreshes_the_leaderboard(tmp_path: Path) -> None:
     text = md.read_text()
     assert "| tiny_mlp | bce | 1 |" in text and "| tiny_mlp | asl | 1 |" in text
     assert len(list((md.parent / "figures").glob("*.png"))) == 2
+
+
+@pytest.mark.parametrize("warmup", [0.0, 0.1, 0.2])
+def test_onecycle_survives_tiny_schedules(warmup: float) -> None:
+    # OneCycleLR divides by zero when pct_start * total == 1 (2 steps x 5 epochs at 0.1: a
+    # 27-image split with batch 16 hit it); every length must build and step
+    for total in range(1, 40):
+        cfg = RunConfig(scheduler="onecycle", warmup_ratio=warmup, lr=0.01)
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+        sched = run_task.make_scheduler(cfg, opt, total)
+        lrs = []
+        for _ in range(total):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert all(0 < v <= cfg.lr + 1e-12 for v in lrs), (total, lrs)
+        # the peak falls between steps when pct_start * total is not an integer
+        assert max(lrs) >= 0.95 * cfg.lr, (total, max(lrs))
