@@ -72,18 +72,18 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimi
 def make_scheduler(cfg: RunConfig, opt: torch.optim.Optimizer, total: int):
     """OneCycle, or warmup then cosine / linear decay / constant, over ``total`` optimizer steps."""
     warm = max(1, int(cfg.warmup_ratio * total))
-    if cfg.scheduler == "onecycle" and total >= 4:
-        # OneCycleLR divides by (pct_start * total - 1) and by total * (1 - pct_start): a warm-up
-        # of at least 2 steps keeps both non-zero in tiny runs (2 steps x 5 epochs at 0.1)
-        pct = min(max(cfg.warmup_ratio, 2 / total), 0.5)
+    if cfg.scheduler == "onecycle":
+        pct = max(cfg.warmup_ratio, 1e-3)
+        if math.isclose(pct * total, 1.0):  # OneCycleLR divides by pct_start * total - 1
+            pct = min(1.5 / total, 0.75)
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
                                                    pct_start=pct)
     decay = {"cosine": lambda f: 0.5 * (1 + math.cos(math.pi * f)),
              "linear_warmup": lambda f: 1 - f, "constant": lambda f: 1.0}
-    if cfg.scheduler not in (*decay, "onecycle"):
+    if cfg.scheduler not in decay:
         raise ConfigError(f"--scheduler must be one of {['onecycle', *decay]}, "
                           f"got {cfg.scheduler!r}")
-    shape = decay["constant" if cfg.scheduler == "onecycle" else cfg.scheduler]  # < 4 steps
+    shape = decay[cfg.scheduler]
     return torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else shape((s - warm) / max(1, total - warm)))
 
