@@ -113,6 +113,26 @@ class Task(abc.ABC):
         return []
 
 
+def held_out(ids: list[str], fraction: float, salt: str = "") -> set[str]:
+    """The fixed held-out part of a train split (e.g. MLLB's dev set when only train is given).
+
+    The ``round(fraction * len(ids))`` ids with the smallest ``sha256(salt + id)`` hex digest:
+    independent of file order, RNGs and machines. At least 1 when ``fraction > 0`` and there
+    are 2+ ids, and never all of them (a split with nothing left to train on is useless).
+    ``fraction`` must be in [0, 1) and ids distinct, else ValueError.
+    """
+    if not (isinstance(fraction, (int, float)) and 0 <= fraction < 1):
+        raise ValueError(f"fraction={fraction!r}: expected a number in [0, 1)")
+    if len(set(ids)) != len(ids):
+        raise ValueError("ids: duplicate ids; a held-out selection needs unique ids")
+    n = round(fraction * len(ids))
+    if fraction > 0 and len(ids) > 1:
+        n = max(n, 1)
+    n = min(n, max(len(ids) - 1, 0))
+    ranked = sorted(ids, key=lambda i: hashlib.sha256((salt + i).encode()).hexdigest())
+    return set(ranked[:n])
+
+
 def create_task(name: str, **kwargs: Any) -> Task:
     """Instantiate the registered task ``name`` with its options."""
     return TASKS.get(name)(**kwargs)

@@ -18,13 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.base import SHARED_DATA
+from tasks.base import SHARED_DATA, held_out
 from tasks.image_classification.data import (
     VOC_CLASSES,
     ImageDataError,
     ImageRecord,
     check_images,
-    held_out,
     label_matrix,
     open_image,
     read_coco,
@@ -34,8 +33,6 @@ from tasks.image_classification.data import (
     read_yolo,
     read_yolo_names,
 )
-
-SHARED = SHARED_DATA
 
 
 def _image(path: Path, fmt: str = "JPEG", size: int = 8, mode: str = "RGB") -> Path:
@@ -580,7 +577,7 @@ def test_check_images_policies(tmp_path):
 
 
 def test_real_coco128_yolo():
-    root = SHARED / "coco128_lightly"
+    root = SHARED_DATA / "coco128_lightly"
     images = root / "images" / "train2017"
     labels = root / "object_detection" / "labels" / "train2017"
     if not (images.is_dir() and labels.is_dir()):
@@ -602,7 +599,7 @@ def test_real_coco128_yolo():
 
 
 def test_real_coco_tiny_instances():
-    root = SHARED / "coco_tiny_supergradients"
+    root = SHARED_DATA / "coco_tiny_supergradients"
     ann = root / "annotations" / "instances_val2017.json"
     if not ann.is_file():
         pytest.skip(f"{root} not available")

@@ -25,9 +25,8 @@ from tasks.image_classification.transforms import (
     resolve_config,
 )
 
-SHARED = SHARED_DATA
-COCO_TINY = SHARED / "coco_tiny_supergradients"
-COCO128 = SHARED / "coco128_lightly"
+COCO_TINY = SHARED_DATA / "coco_tiny_supergradients"
+COCO128 = SHARED_DATA / "coco128_lightly"
 # sparse COCO-style category ids, as in the official files
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}, {"id": 18, "name": "dog"},
               {"id": 90, "name": "toothbrush"}]

@@ -13,7 +13,6 @@ document title and the field.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tasks.base import held_out
 
 NA = "Na"
 
@@ -228,11 +229,10 @@ def held_out_titles(docs: Sequence[Document], fraction: float = 0.1) -> set[str]
     """The fixed selection split: the ``fraction`` of titles with the smallest sha256 digests.
 
     Hashing titles (not file positions) keeps the split the same under any reordering of the
-    file; ``round(fraction * n)`` documents, at least one.
+    file; ``round(fraction * n)`` documents, at least one and never all (``tasks.base.held_out``,
+    shared with the image tasks; titles are unique, the reader rejects duplicates).
     """
-    ranked = sorted((d.title for d in docs),
-                    key=lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest())
-    return set(ranked[:max(1, round(fraction * len(docs)))])
+    return held_out([d.title for d in docs], fraction)
 
 
 def targets_of(doc: Document, schema: Schema) -> np.ndarray:

@@ -45,12 +45,19 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from tasks import metrics as M
-from tasks.base import SHARED_DATA, TASKS, Task, as_scores, check_split, index_order
+from tasks.base import (
+    SHARED_DATA,
+    TASKS,
+    Task,
+    as_scores,
+    check_split,
+    held_out,
+    index_order,
+)
 from tasks.image_classification.data import (
     ImageDataError,
     ImageRecord,
     ImageSplit,
-    held_out,
     label_matrix,
     open_image,
     read_coco,
@@ -65,10 +72,9 @@ from tasks.image_classification.data import (
 )
 from tasks.image_classification.transforms import build_transform, normalize, resolve_config
 
-SHARED = SHARED_DATA
 # named variants of the shared data: format, layout and the held-out fraction that defines them
 NAMED: dict[str, dict[str, Any]] = {
-    "coco128": {"format": "yolo", "data_dir": SHARED / "coco128_lightly",
+    "coco128": {"format": "yolo", "data_dir": SHARED_DATA / "coco128_lightly",
                 "labels_dir": "object_detection/labels",
                 "names_file": "object_detection/config.yaml", "orphan_labels": "skip",
                 "train_split": "train2017", "test_split": "val2017", "holdout": 0.2},

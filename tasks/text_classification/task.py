@@ -44,12 +44,11 @@ from tasks.text_classification.data import (
     tokenize,
 )
 
-SHARED = SHARED_DATA
 # encoded corpora are cached here (a datasets.DatasetDict per corpus x options x code version)
 CACHE = Path(os.environ.get("MLLB_CACHE", Path.home() / ".cache" / "mllb")) / "text"
 NAMED = {
-    "reuters21578-test-resplit": SHARED / "mltext_fallback" / "reuters" / "test_data.json",
-    "goemotions-test-resplit": SHARED / "mltext_fallback" / "goemotions" / "test_data.json",
+    "reuters21578-test-resplit": SHARED_DATA / "mltext_fallback" / "reuters" / "test_data.json",
+    "goemotions-test-resplit": SHARED_DATA / "mltext_fallback" / "goemotions" / "test_data.json",
 }
 
 
