@@ -4,7 +4,7 @@
     accelerate launch run_task.py --loss asl --loss.gamma_neg 2 --seed 1
     accelerate launch run_task.py --loss bce,asl@asl_coco --seed 0,1,2 --print_commands
 
-Options: tasks/runconfig.py. One Accelerator; per (loss, seed) cell: build, train with dev-only
+Options: mllb_core/runconfig.py. One Accelerator; per (loss, seed) cell: build, train with dev-only
 model selection (raw and, if enabled, EMA weights), checkpoint every epoch (``--resume``), evaluate
 the test split once with the selected weights, write one results JSON (leaderboard/schema.py).
 """
@@ -32,17 +32,12 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from leaderboard.schema import (
-    SCHEMA_VERSION,
-    read_results,
-    write_json_atomic,
-    write_results,
-    write_text_atomic,
-)
+from leaderboard.schema import SCHEMA_VERSION, read_results, write_results
 from losses import create_loss
+from mllb_core.io import write_json_atomic, write_text_atomic
+from mllb_core.runconfig import ConfigError, RunConfig, cell_argv, parse_config
 from models import HEAD_FOR_INPUT_KIND, auxiliary_loss, create_model
 from tasks import TASKS, create_task
-from tasks.runconfig import ConfigError, RunConfig, cell_argv, parse_config
 
 REPO = Path(__file__).resolve().parent
 # AcceleratedOptimizer.step asks is_lomo_available() (an import-system lookup) twice per step,

@@ -92,9 +92,9 @@ if str(REPO) not in sys.path:  # run_task.py is a script at the repository root,
 
 import run_task  # noqa: E402
 from losses import create_loss  # noqa: E402
+from mllb_core.runconfig import RunConfig  # noqa: E402
 from models import create_model  # noqa: E402
 from tasks import create_task  # noqa: E402
-from tasks.runconfig import RunConfig  # noqa: E402
 
 TARGET_OVERHEAD = 0.10
 TASK = "synthetic"

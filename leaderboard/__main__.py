@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from leaderboard.render import build
-from leaderboard.schema import SchemaError, write_text_atomic
+from leaderboard.schema import SchemaError
+from mllb_core.io import write_text_atomic
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from losses import aam, apl, asl, bce, timm_adapters  # noqa: F401
 from losses.base import LOSSES, MultiLabelLoss
 from losses.presets import get_preset, preset_names
-from losses.registry import Registry, RegistryError
+from mllb_core.registry import Registry, RegistryError
 
 __all__ = [
     "LOSSES",

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from losses._kernel import REDUCTIONS
-from losses.registry import Registry
+from mllb_core.registry import Registry
 
 LOSSES: Registry[type[MultiLabelLoss]] = Registry("loss", entry_point_group="mllb.losses")
 

@@ -296,7 +296,7 @@ def bert_re(num_labels: int, model_path: str = "", head: str = "linear", cls_tok
     """
     from transformers import AutoModel
 
-    from losses.registry import resolve_local_dir
+    from mllb_core.registry import resolve_local_dir
 
     if not model_path:
         raise ValueError("bert_re needs model_path (a local transformers model directory or "

@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from losses.registry import Registry
+from mllb_core.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model", entry_point_group="mllb.models")
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset, default_collate
 
-from losses.registry import Registry
+from mllb_core.registry import Registry
 
 # the read-only real data beside the repository (../shared/data), or $MLLB_SHARED_DATA
 SHARED_DATA = Path(os.environ.get("MLLB_SHARED_DATA",

@@ -15,7 +15,7 @@ import run_task
 from leaderboard.schema import read_results
 from losses import LOSSES, MultiLabelLoss
 from losses.functional import bce_loss
-from tasks.runconfig import ConfigError, RunConfig, parse_config
+from mllb_core.runconfig import ConfigError, RunConfig, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--model", "tiny_mlp", "--task.num_train", "256", "--task.num_dev", "64",

@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from leaderboard import schema
 from leaderboard.schema import (
     SCHEMA_VERSION,
     SchemaError,
     iter_results,
     read_results,
     validate,
-    write_json_atomic,
     write_results,
 )
+from mllb_core import io as atomic_io
+from mllb_core.io import write_json_atomic
 
 
 def valid_results() -> dict[str, Any]:
@@ -326,7 +326,7 @@ def test_non_ascii_written_as_utf8(tmp_path: Path) -> None:
 def test_written_file_is_not_private(tmp_path: Path) -> None:
     # NamedTemporaryFile makes 0600 files; the results file gets the usual umask mode instead.
     target = write_results(tmp_path / "r.json", valid_results())
-    assert stat.S_IMODE(target.stat().st_mode) == schema._FILE_MODE
+    assert stat.S_IMODE(target.stat().st_mode) == atomic_io._FILE_MODE
 
 
 def test_write_json_atomic_refuses_nan_before_touching_disk(tmp_path: Path) -> None:
@@ -375,25 +375,25 @@ def _fail_mid_write(monkeypatch: pytest.MonkeyPatch) -> None:
         tmp.write = write
         return tmp
 
-    monkeypatch.setattr(schema.tempfile, "NamedTemporaryFile", named_temporary_file)
+    monkeypatch.setattr(atomic_io.tempfile, "NamedTemporaryFile", named_temporary_file)
 
 
 def _fail_fsync(monkeypatch: pytest.MonkeyPatch) -> None:
     def fsync(fd: int) -> None:
         raise OSError(errno.EIO, "I/O error")
-    monkeypatch.setattr(schema.os, "fsync", fsync)
+    monkeypatch.setattr(atomic_io.os, "fsync", fsync)
 
 
 def _fail_replace(monkeypatch: pytest.MonkeyPatch) -> None:
     def replace(src: Any, dst: Any) -> None:
         raise _BoomError("replace failed")
-    monkeypatch.setattr(schema.os, "replace", replace)
+    monkeypatch.setattr(atomic_io.os, "replace", replace)
 
 
 def _interrupt_replace(monkeypatch: pytest.MonkeyPatch) -> None:
     def replace(src: Any, dst: Any) -> None:
         raise KeyboardInterrupt
-    monkeypatch.setattr(schema.os, "replace", replace)
+    monkeypatch.setattr(atomic_io.os, "replace", replace)
 
 
 FAILURES = [

@@ -21,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from mllb_core.errors import UserError
 from tasks.base import held_out
 
 NA = "Na"
 
 
-class DocREDFormatError(ValueError):
+class DocREDFormatError(UserError, ValueError):
     """Malformed DocRED or submission data; the message names the file, record and field."""
 
 

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from losses.registry import resolve_local_dir
+from mllb_core.registry import resolve_local_dir
 from tasks.base import SHARED_DATA, TASKS, Task, check_split, index_order
 from tasks.docred import data as D
 from tasks.docred.data import DocREDFormatError, read_json

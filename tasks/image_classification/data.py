@@ -39,6 +39,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from mllb_core.errors import UserError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
                "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -47,7 +49,7 @@ NUS_WIDE_COLUMNS = ("filepath", "label", "split_name")
 _CLASS_ID = re.compile(r"[0-9]+")
 
 
-class ImageDataError(ValueError):
+class ImageDataError(UserError, ValueError):
     """Malformed or inconsistent image data; the message names the file, line/field, what is
     wrong and what is expected."""
 

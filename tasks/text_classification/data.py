@@ -28,12 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mllb_core.errors import UserError
+
 SPLIT_FILES = {"train": "train", "dev": "val", "test": "test"}
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 PAD, UNK = 0, 1
 
 
-class TextDataError(ValueError):
+class TextDataError(UserError, ValueError):
     """Malformed text data; the message names the file and the line or record."""
 
 

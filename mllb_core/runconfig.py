@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import itertools
 import json
 import types
@@ -22,10 +23,14 @@ from typing import Any
 
 import yaml
 
-TASKS_DIR = Path(__file__).resolve().parent
+from mllb_core.errors import UserError
+
+# found without importing the tasks package (this layer imports nothing above it)
+_SPEC = importlib.util.find_spec("tasks")
+TASKS_DIR = Path(next(iter(_SPEC.submodule_search_locations))) if _SPEC else Path("tasks")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration mistake, with a message that names the key and the valid choices."""
 
 

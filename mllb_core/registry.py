@@ -14,14 +14,13 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from mllb_core.errors import UserError
+
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
+class RegistryError(UserError, KeyError):
     """Raised for an unknown or duplicate name; its message is meant for a human."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message, quotes and all
-        return str(self.args[0]) if self.args else ""
 
 
 class Registry(Generic[T]):
