@@ -12,19 +12,26 @@ from typing import Any
 
 # Built-ins register on import; explicit imports, no directory scanning.
 from losses import aam, apl, asl, bce, timm_adapters  # noqa: F401
-from losses.base import LOSSES, MultiLabelLoss
+from losses._kernel import check_inputs, reduce
+from losses.base import LOSSES, MultiLabelLoss, require
 from losses.presets import get_preset, preset_names
 from mllb_core.registry import Registry, RegistryError
 
+# ``check_inputs``, ``reduce`` and ``require`` are public for plugin losses: the contract's input
+# checks and messages, its four reductions and the hyper-parameter error message, without
+# importing private modules (see the README, "Add your own loss")
 __all__ = [
     "LOSSES",
     "MultiLabelLoss",
     "Registry",
     "RegistryError",
+    "check_inputs",
     "create_loss",
     "get_preset",
     "list_losses",
     "preset_names",
+    "reduce",
+    "require",
 ]
 
 

@@ -1,15 +1,31 @@
-"""Shared test setup: keep the text-corpus cache inside pytest's temporary directory."""
+"""Shared test setup: keep the text-corpus cache inside pytest's temporary directory.
+
+Nothing here imports MLLB: a loss or leaderboard test must not pay for (or depend on) the text
+task, transformers or timm.
+"""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
+
+TEXT_TASK = "tasks.text_classification.task"
 
 
 @pytest.fixture(autouse=True)
-def _private_text_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
-    import tasks.text_classification.task as text_task
+def _private_text_cache(tmp_path_factory: pytest.TempPathFactory,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the text task's corpus cache (``$MLLB_CACHE``) into the session's temp directory.
 
-    monkeypatch.setattr(text_task, "CACHE", tmp_path_factory.getbasetemp() / "mllb-cache")
+    The variable covers a text task imported later in the test and any subprocess the test
+    starts; the module attribute covers a text task imported earlier (at collection time).
+    """
+    cache = tmp_path_factory.getbasetemp() / "mllb-cache"
+    monkeypatch.setenv("MLLB_CACHE", str(cache))
+    module = sys.modules.get(TEXT_TASK)
+    if module is not None and hasattr(module, "CACHE"):
+        monkeypatch.setattr(module, "CACHE", cache / "text")
 
 
 @pytest.fixture
