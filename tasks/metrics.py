@@ -23,11 +23,15 @@ Conventions (each one is what scikit-learn does unless said otherwise):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
+
+from mllb_core.registry import Registry
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -302,6 +306,31 @@ def tune_class_thresholds(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
     return np.where(n_pos[:, 0] > 0, thresholds, np.inf)
 
 
+def tune_threshold(scores: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """The global threshold maximizing micro F1 of ``scores > threshold`` against ``targets``.
+
+    Cuts are only placed between distinct scores (tied scores are predicted together); the
+    threshold is the midpoint of the two scores around the best cut. Returns (threshold, F1).
+    DocRED's ``dev_tuned`` decision rule (MRN and ATLOP tune theirs the same way).
+    """
+    s, y = np.asarray(scores).ravel(), np.asarray(targets).ravel().astype(np.float64)
+    gold = y.sum()
+    if gold == 0 or s.size == 0:
+        return 0.5, 0.0
+    order = np.argsort(-s, kind="stable")
+    s, tp = s[order], np.cumsum(y[order])
+    n_pred = np.arange(1, s.size + 1)
+    f1 = 2 * tp / (n_pred + gold)
+    valid = np.ones(s.size, dtype=bool)
+    valid[:-1] = s[:-1] > s[1:]
+    f1 = np.where(valid, f1, -1.0)
+    k = int(np.argmax(f1))
+    if f1[k] <= 0:  # nothing right at any cut: predict nothing
+        return float(s[0]), 0.0
+    below = s[k + 1] if k + 1 < s.size else s[k] - 1.0
+    return float((s[k] + below) / 2), float(f1[k])
+
+
 def adaptive_f1_scores(
     tune_scores: ArrayLike,
     tune_targets: ArrayLike,
@@ -350,3 +379,219 @@ class ScoreAccumulator:
         if dup.size:
             raise ValueError(f"example index {idx[dup[0]]} was added more than once")
         return idx, np.concatenate(self._scores)[order], np.concatenate(self._targets)[order]
+
+
+# -- the metric registry ----------------------------------------------------------------------
+# Every metric a task may report, by name: how to compute it, which way is better, what it needs
+# from the decision rule, and whether the leaderboard's paired bootstrap can recompute it.
+
+Needs = Literal["scores", "decisions", "rule"]
+NEEDS: tuple[str, ...] = ("scores", "decisions", "rule")
+
+
+@dataclass(frozen=True)
+class _Pick:
+    """``family(scores, targets, **kwargs)[key]``: one metric of a multi-metric function.
+
+    ``compute_metrics`` calls each family once per evaluation and picks every declared metric
+    from that one result (one sort for P@k and nDCG@k, one count for CP..OF1).
+    """
+
+    family: Callable[..., Mapping[str, float]]
+    key: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def call_kwargs(self, threshold: Any = None) -> dict[str, Any]:
+        """Keyword arguments of the family call (plus ``threshold`` when given)."""
+        kw = dict(self.kwargs)
+        if threshold is not None:
+            kw["threshold"] = threshold
+        return kw
+
+    def __call__(self, scores: ArrayLike, targets: ArrayLike, threshold: Any = None) -> float:
+        """The metric alone (``threshold`` for the decision-based metrics)."""
+        return float(self.family(scores, targets, **self.call_kwargs(threshold))[self.key])
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One named metric of ``METRICS``.
+
+    Attributes:
+        name: the key tasks report it under (results JSON ``metrics``).
+        higher_is_better: the direction (results JSON ``higher_is_better``, leaderboard bold).
+        needs: what the value depends on besides scores and targets:
+            ``"scores"``: nothing; ``fn(scores, targets)`` (mAP, P@k, nDCG@k).
+            ``"decisions"``: the binary decisions ``scores >= threshold`` at the decision rule's
+            global threshold ``rule.value``; ``fn(scores, targets, threshold)`` (CP..OF1, their
+            top-3 variants, micro/macro F1, hamming loss).
+            ``"rule"``: the rest of the decision rule: ``fn(scores, targets, thresholds [C])``
+            with the rule's per-class thresholds (the ``adaptive_*`` metrics), or ``fn`` None when
+            the task computes it from the whole rule in ``Task.extra_metrics`` (DocRED's scorer).
+        resamplable: recomputable from (scores, targets) alone (with the run's global threshold
+            for ``"decisions"`` metrics), so the leaderboard's paired bootstrap can redraw test
+            examples; see :func:`resamplable_metrics`.
+        doc: one line saying what it is.
+        fn: the pure function (None: computed by its task, see ``needs``).
+    """
+
+    name: str
+    higher_is_better: bool
+    needs: Needs
+    resamplable: bool
+    doc: str
+    fn: Callable[..., float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.needs not in NEEDS:
+            raise ValueError(f"metric {self.name!r}: needs must be one of {NEEDS}, "
+                             f"got {self.needs!r}")
+        if self.fn is None and self.needs != "rule":
+            raise ValueError(f"metric {self.name!r}: only a 'rule' metric may be computed by its "
+                             f"task (fn None)")
+        if self.fn is None and self.resamplable:
+            raise ValueError(f"metric {self.name!r}: a metric without fn cannot be resamplable")
+
+
+METRICS: Registry[MetricSpec] = Registry("metric")
+
+
+def register_metric(
+    name: str, *, higher_is_better: bool, needs: Needs, resamplable: bool, doc: str = "",
+) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Decorator registering a metric function under ``name`` (see :class:`MetricSpec`).
+
+    ``@register_metric("coverage_err", higher_is_better=False, needs="scores", resamplable=True)``
+    on ``def coverage_err(scores, targets) -> float``; a task then lists "coverage_err" in its
+    ``metrics``. The function is returned unchanged.
+    """
+
+    def decorator(fn: Callable[..., float]) -> Callable[..., float]:
+        METRICS.add(name, MetricSpec(name, higher_is_better, needs, resamplable,
+                                     doc or (fn.__doc__ or "").strip().split("\n")[0], fn))
+        return fn
+
+    return decorator
+
+
+def _register_builtin_metrics() -> None:
+    """The metrics of the built-in tasks (names as in the results files since schema 1.0)."""
+    def add(name: str, needs: Needs, doc: str, fn: Callable[..., float] | None,
+            higher: bool = True, resamplable: bool = True) -> None:
+        METRICS.add(name, MetricSpec(name, higher, needs, resamplable, doc, fn))
+
+    add("map", "scores", "mean average precision over the classes with a positive (MeanAP)",
+        lambda s, t: mean_average_precision(s, t).value)
+    words = {"CP": "per-class precision, mean over classes", "CR": "per-class recall, mean over "
+             "classes", "CF1": "harmonic mean of CP and CR", "OP": "overall precision",
+             "OR": "overall recall", "OF1": "harmonic mean of OP and OR"}
+    for key, what in words.items():
+        add(key, "decisions", f"{what} at the rule's threshold", _Pick(label_f1_scores, key))
+        add(f"{key}_top3", "decisions", f"{what}, a label predicted only among the row's 3 "
+            f"best scores", _Pick(label_f1_scores, key, (("top_k", 3),)))
+        # the thresholds are part of the run (tuned on dev); a resample needs the rule's per_class
+        add(f"adaptive_{key}", "rule", f"{what} at per-class thresholds tuned on dev "
+            f"(AAM paper 4.5; rule.per_class)", _Pick(label_f1_scores, key), resamplable=False)
+    for key, what in (("micro_f1", "micro F1"), ("macro_f1", "macro F1 (mean of per-class F1)"),
+                      ("micro_precision", "micro precision"), ("micro_recall", "micro recall"),
+                      ("macro_precision", "macro precision"), ("macro_recall", "macro recall"),
+                      ("subset_accuracy", "fraction of rows with every label right")):
+        add(key, "decisions", f"{what} at the rule's threshold",
+            _Pick(classification_scores, key))
+    add("hamming_loss", "decisions", "fraction of wrong (row, label) decisions",
+        _Pick(classification_scores, "hamming_loss"), higher=False)
+    for k in (1, 3, 5):
+        ks = (("ks", (1, 3, 5)),)
+        add(f"P@{k}", "scores", f"precision among each row's {k} best scores",
+            _Pick(ranking_scores, f"P@{k}", ks))
+        add(f"nDCG@{k}", "scores", f"nDCG of each row's {k} best scores",
+            _Pick(ranking_scores, f"nDCG@{k}", ks))
+    docred = {"ign_f1": "F1 ignoring the test facts seen in the training split (primary)",
+              "f1": "micro F1 over relation facts", "precision": "precision over relation facts",
+              "recall": "recall over relation facts", "ign_precision": "precision ignoring the "
+              "facts seen in training", "intra_f1": "F1 over facts with an intra-sentence "
+              "mention pair", "inter_f1": "F1 over facts without one"}
+    for key, what in docred.items():
+        add(key, "rule", f"DocRED scorer: {what}; computed by the task from the official "
+            f"evaluation semantics", None, resamplable=False)
+
+
+_register_builtin_metrics()
+
+
+def higher_is_better(names: Iterable[str]) -> dict[str, bool]:
+    """{name: direction} of the named metrics.
+
+    >>> higher_is_better(["map", "hamming_loss"])
+    {'map': True, 'hamming_loss': False}
+    """
+    return {n: METRICS.get(n).higher_is_better for n in names}
+
+
+def compute_metrics(
+    names: Iterable[str],
+    scores: ArrayLike,
+    targets: ArrayLike,
+    threshold: float = 0.5,
+    per_class: ArrayLike | None = None,
+) -> dict[str, float]:
+    """The named metrics of ``scores`` [N, C] against ``targets`` [N, C], in ``names`` order.
+
+    ``threshold`` is the global threshold of the ``"decisions"`` metrics, ``per_class`` the
+    per-class thresholds [C] of the ``"rule"`` metrics (None: asking for one is a ValueError).
+    Metrics sharing a multi-metric function are computed from one call of it.
+
+    >>> compute_metrics(["P@1", "OF1"], [[0.9, 0.2], [0.4, 0.6]], [[1, 0], [1, 0]])
+    {'P@1': 0.5, 'OF1': 0.5}
+    """
+    s, t = check_scores_targets(scores, targets)
+    memo: dict[tuple[Any, ...], Mapping[str, float]] = {}
+    out: dict[str, float] = {}
+    for name in names:
+        spec = METRICS.get(name)
+        if spec.fn is None:
+            raise ValueError(f"metric {name!r} is computed by its task (Task.extra_metrics), "
+                             f"not from scores and targets")
+        arg: Any = None
+        if spec.needs == "decisions":
+            arg = float(threshold)
+        elif spec.needs == "rule":
+            if per_class is None:
+                raise ValueError(
+                    f"metric {name!r} needs per-class thresholds: evaluate with the decision "
+                    f"rule of Task.calibrate(dev index, dev scores) (policy "
+                    f"'per_class_dev_tuned')")
+            arg = _to_numpy(per_class).astype(np.float64)
+        if isinstance(spec.fn, _Pick):
+            key = (spec.fn.family, spec.fn.kwargs, spec.needs)
+            if key not in memo:
+                memo[key] = spec.fn.family(s, t, **spec.fn.call_kwargs(arg))
+            out[name] = float(memo[key][spec.fn.key])
+        else:
+            out[name] = float(spec.fn(s, t) if arg is None else spec.fn(s, t, arg))
+    return out
+
+
+def metric_function(name: str, threshold: float = 0.5) -> Callable[[ArrayLike, ArrayLike], float]:
+    """``f(scores, targets) -> float`` recomputing a resamplable metric (see MetricSpec).
+
+    ``threshold`` is the run's global decision threshold (results ``threshold.value``); only
+    ``"decisions"`` metrics use it. Raises ValueError for a metric that is not resamplable.
+
+    >>> metric_function("P@1")([[0.9, 0.2], [0.4, 0.6]], [[1, 0], [1, 0]])
+    0.5
+    """
+    spec = METRICS.get(name)
+    if not spec.resamplable or spec.fn is None:
+        raise ValueError(f"metric {name!r} cannot be recomputed from scores and targets alone")
+    fn = spec.fn
+    if spec.needs == "decisions":
+        return lambda s, t: float(fn(s, t, threshold))
+    return lambda s, t: float(fn(s, t))
+
+
+def resamplable_metrics(threshold: float = 0.5) -> dict[str, Callable[[ArrayLike, ArrayLike],
+                                                                      float]]:
+    """Metric name -> ``f(scores, targets)`` for every resamplable metric (the bootstrap's)."""
+    return {name: metric_function(name, threshold) for name in METRICS.names()
+            if METRICS.get(name).resamplable}

@@ -17,6 +17,7 @@ from accelerate.state import AcceleratorState
 import run_task
 from leaderboard.schema import read_results
 from tasks import create_task
+from tasks.base import DecisionRule
 from tasks.docred import data as D
 from tasks.docred.scorer import DocREDFormatError
 from tasks.docred.task import SHARED, tune_threshold
@@ -174,19 +175,38 @@ def test_collate_numbers_entities_and_rows_over_the_batch() -> None:
 
 def test_evaluate_uses_the_scorer_and_the_dev_tuned_threshold() -> None:
     task = create_task("docred", data_dir=str(FIX))
-    with pytest.raises(RuntimeError, match="evaluate\\('dev'"):
-        task.evaluate("test", torch.arange(24), torch.rand(24, 5))
     y = torch.cat([it["targets"] for it in task.items["dev"]]).float()
     perm = torch.randperm(len(y))
-    dev = task.evaluate("dev", perm, (0.2 + 0.6 * y)[perm])  # any order of rows
-    assert dev["f1"] == 1.0 and task.threshold["policy"] == "dev_tuned"
-    assert 0.2 < task.threshold["value"] < 0.8
+    rule = task.calibrate(perm, (0.2 + 0.6 * y)[perm])  # any order of rows
+    assert rule.policy == "dev_tuned" and 0.2 < rule.value < 0.8
+    assert rule.to_json() == {"policy": "dev_tuned", "value": rule.value}
+    dev = task.evaluate("dev", perm, (0.2 + 0.6 * y)[perm], rule)
+    assert dev["f1"] == 1.0
     scores = torch.full((24, 5), 0.1)
     scores[0, 1] = 0.9  # "Babbage Engine (test copy)": pair (0, 1) predicted P17
-    metrics = task.evaluate("test", torch.arange(24), scores)
+    metrics = task.evaluate("test", torch.arange(24), scores, rule)
     assert metrics["precision"] == 0.0 and metrics["f1"] == 0.0
+    # uncalibrated: the fixed 0.5, nothing tuned behind the caller's back
+    assert task.evaluate("test", torch.arange(24), scores) == task.evaluate(
+        "test", torch.arange(24), scores, DecisionRule("fixed", 0.5))
+    assert task.calibrate(perm, (0.2 + 0.6 * y)[perm]) == rule
     with pytest.raises(ValueError, match="exactly once"):
-        task.evaluate("test", torch.zeros(24, dtype=torch.long), scores)
+        task.evaluate("test", torch.zeros(24, dtype=torch.long), scores, rule)
+
+
+def test_predictions_file_follows_the_rule(tmp_path: Path) -> None:
+    task = create_task("docred", data_dir=str(FIX))
+    scores = torch.full((24, 5), 0.5)
+    low = json.loads((tmp_path / task.write_predictions(
+        "test", torch.arange(24), scores, tmp_path / "a", DecisionRule("dev_tuned", 0.4)))
+        .read_text())
+    high = task.write_predictions("test", torch.arange(24), scores, tmp_path / "b",
+                                  DecisionRule("dev_tuned", 0.6))
+    assert json.loads((tmp_path / high).read_text()) == []
+    # every pair of both test documents, with every relation but Na
+    n_pairs = sum(len(d["vertexSet"]) * (len(d["vertexSet"]) - 1)
+                  for d in _raw("test_revised.json"))
+    assert len(low) == n_pairs * 4 and {r["r"] for r in low} == {"P17", "P131", "P27", "P569"}
 
 
 def _scorer_cli(pred: Path, gold: Path, train: Path) -> dict:
@@ -293,7 +313,7 @@ def test_a_fixed_threshold_is_not_tuned() -> None:
     assert task.evaluate("dev", torch.arange(len(y)), 0.4 + 0.2 * y)["f1"] == 1.0
     assert task.evaluate("dev", torch.arange(len(y)), 0.6 * y)["f1"] == 1.0
     assert task.evaluate("dev", torch.arange(len(y)), 0.45 + 0.0 * y)["recall"] == 0.0
-    assert task.threshold == {"policy": "fixed", "value": 0.5}
+    assert task.calibrate(torch.arange(len(y)), 0.45 + 0.0 * y) == DecisionRule("fixed", 0.5)
     with pytest.raises(ValueError, match="threshold must be 'dev_tuned' or a number"):
         create_task("docred", data_dir=str(FIX), threshold="best")
 

@@ -83,7 +83,7 @@ def test_coco_task_splits_and_targets(coco_dir) -> None:
     assert n == {"train": 18, "dev": 2, "test": 8}  # 10% of the 20 train images held out
     dense = {1: 0, 3: 1, 18: 2, 90: 3}
     for split, source in (("train", "train2017"), ("dev", "train2017"), ("test", "val2017")):
-        for rec, row in zip(task.records[split], task.targets[split], strict=True):
+        for rec, row in zip(task.records[split], task.targets(split), strict=True):
             expected = np.zeros(4)
             expected[[dense[c] for c in truth[source][int(rec.id)]]] = 1
             np.testing.assert_array_equal(row, expected)
@@ -158,13 +158,15 @@ def test_evaluate_matches_independent_computations(coco_dir) -> None:
     root, _ = coco_dir
     task = create_task("coco", data_dir=str(root))
     rng = np.random.default_rng(0)
-    dev_t, test_t = task.targets["dev"], task.targets["test"]
+    dev_t, test_t = task.targets("dev"), task.targets("test")
     dev_s, test_s = rng.random(dev_t.shape), rng.random(test_t.shape)
-    with pytest.raises(RuntimeError, match="evaluate\\('dev'\\) must run before"):
+    with pytest.raises(ValueError, match="needs per-class thresholds"):
         task.evaluate("test", torch.arange(len(test_t)), torch.from_numpy(test_s))
-    task.evaluate("dev", torch.arange(len(dev_t)), torch.from_numpy(dev_s))
+    dev_perm = torch.from_numpy(rng.permutation(len(dev_t)))
+    rule = task.calibrate(dev_perm, torch.from_numpy(dev_s)[dev_perm])
+    assert rule.policy == "per_class_dev_tuned" and rule.value == 0.5
     perm = torch.from_numpy(rng.permutation(len(test_t)))  # arrival order must not matter
-    out = task.evaluate("test", perm, torch.from_numpy(test_s)[perm])
+    out = task.evaluate("test", perm, torch.from_numpy(test_s)[perm], rule)
     assert out["map"] == pytest.approx(_sklearn_map(test_s, test_t))
     pred = test_s >= 0.5
     tp, npred, npos = (pred & (test_t > 0)).sum(0), pred.sum(0), test_t.sum(0)
@@ -173,7 +175,8 @@ def test_evaluate_matches_independent_computations(coco_dir) -> None:
     cp = np.mean(np.where(npred > 0, tp / np.maximum(npred, 1), 0))
     assert out["CP"] == pytest.approx(cp)
     # adaptive: per-class thresholds tuned on dev (0.5 for classes without dev positives)
-    thr = task.class_thresholds
+    thr = np.array(rule.per_class)
+    assert len(thr) == task.num_labels
     for c in range(task.num_labels):
         if dev_t[:, c].sum() == 0:
             assert thr[c] == 0.5
@@ -241,7 +244,7 @@ def test_tiny_end_to_end_linear_cosine_and_mldecoder(coco_dir, tmp_path: Path) -
             "num_labels": 4, "num_examples": 8, "data_fingerprint": None}
         assert 0.0 <= r["metrics"]["map"] <= 1.0
         assert r["extra"]["task_info"]["num_examples"] == {"train": 18, "dev": 2, "test": 8}
-        assert len(r["extra"]["task_info"]["adaptive_thresholds"]) == 4
+        assert len(r["threshold"]["per_class"]) == 4
     files = sorted(p.name for p in (tmp_path / "runs" / "coco").glob("*.json"))
     assert "tiny_image_mldecoder__apl_coco__seed0.json" in files
 
@@ -249,10 +252,11 @@ def test_tiny_end_to_end_linear_cosine_and_mldecoder(coco_dir, tmp_path: Path) -
 def test_association_penalty_reaches_the_training_loss(coco_dir, tmp_path: Path) -> None:
     root, _ = coco_dir
     common = ("--task", "coco", "--data_dir", str(root), "--model", "tiny_image_assoc",
-              "--loss", "bce", "--task.image_size", "32", "--lr", "0")
+              "--loss", "bce", "--task.image_size", "32", "--lr", "1e-30")
     low = _run(tmp_path / "a", *common, "--model.theta", "0.0")[0]
     high = _run(tmp_path / "b", *common, "--model.theta", "10.0")[0]
-    # lr 0: identical weights and batches, so the loss differs by the penalty alone, which is
+    # lr 1e-30 (the engine refuses 0): identical weights and batches, so the loss differs by
+    # the penalty alone, which is
     # theta x (mean Frobenius norm of A > 0)
     diff = high["history"][0]["train_loss"] - low["history"][0]["train_loss"]
     assert diff > 1.0
@@ -301,7 +305,7 @@ def test_voc_task_reads_trainval_and_test(tmp_path: Path) -> None:
     task = create_task("voc", data_dir=str(root))
     assert task.num_labels == 20 and task.label_names[7] == "cat"
     assert {s: len(r) for s, r in task.records.items()} == {"test": 2, "train": 9, "dev": 1}
-    by_id = {r.id: row for r, row in zip(task.records["test"], task.targets["test"], strict=True)}
+    by_id = {r.id: row for r, row in zip(task.records["test"], task.targets("test"), strict=True)}
     assert np.flatnonzero(by_id["000012"]).tolist() == [task.label_names.index("tvmonitor")]
     assert np.flatnonzero(by_id["000011"]).tolist() == sorted(
         task.label_names.index(n) for n in ("dog", "person"))
@@ -319,7 +323,7 @@ def test_nus_wide_task_reads_the_csv_splits(tmp_path: Path) -> None:
     assert task.label_names == ["clouds", "sky", "water"]
     assert task.skipped["train"] == {"no_labels": 1}
     assert {s: len(r) for s, r in task.records.items()} == {"test": 3, "train": 7, "dev": 1}
-    assert task.targets["test"].tolist() == [[0, 0, 1]] * 3
+    assert task.targets("test").tolist() == [[0, 0, 1]] * 3
 
 
 def test_image_multilabel_yolo_and_hf_sources(tmp_path: Path) -> None:
@@ -336,7 +340,7 @@ def test_image_multilabel_yolo_and_hf_sources(tmp_path: Path) -> None:
             label.write_text(f"{i % 3} 0.5 0.5 0.1 0.1\n2 0 0 1 1\n")
     task = create_task("image_multilabel", data_dir=str(root), format="yolo")
     assert task.dataset_name == "yolo-val" and task.label_names == ["cat", "dog", "bird"]
-    assert task.targets["test"][:3].tolist() == [[1, 0, 1], [0, 1, 1], [0, 0, 1]]
+    assert task.targets("test")[:3].tolist() == [[1, 0, 1], [0, 1, 1], [0, 0, 1]]
 
     buf = []
     for i in range(12):
@@ -353,7 +357,7 @@ def test_image_multilabel_yolo_and_hf_sources(tmp_path: Path) -> None:
         str(tmp_path / "hfds"))
     task = create_task("image_multilabel", hf=str(tmp_path / "hfds"))
     assert task.dataset_name == "hfds-test" and task.label_names == ["a", "b"]
-    assert task.targets["test"].tolist() == [[1, 0], [0, 1]]
+    assert task.targets("test").tolist() == [[1, 0], [0, 1]]
     assert task.dataset("test")[1]["image"].dtype == torch.uint8
 
 
@@ -361,11 +365,12 @@ def test_two_process_ddp_evaluates_every_image_once(tmp_path: Path,
                                                       launch_two_cpu_processes) -> None:
     root = tmp_path / "odd_coco"
     make_coco(root, n_train=20, n_val=7)
-    # lr 0 and a GroupNorm model: the weights stay the initial ones, so 1 and 2 processes must
+    # lr 1e-30 (the engine refuses 0) and a GroupNorm model: the weights stay the initial
+    # ones, so 1 and 2 processes must
     # score the test images identically; 7 test images in batches of 4 split over 2 ranks leave
     # a padded last batch (3 -> 2 + 2) whose duplicate gather_for_metrics has to drop
     args = ["--task", "coco", "--data_dir", str(root), "--model", "tiny_image", "--loss", "bce",
-            "--task.image_size", "32", "--lr", "0", "--epochs", "1", "--batch_size", "4",
+            "--task.image_size", "32", "--lr", "1e-30", "--epochs", "1", "--batch_size", "4",
             "--eval_batch_size", "4", "--seed", "0"]
     (single,) = run_task.main([*args, "--output_dir", str(tmp_path / "one")])
     launch_two_cpu_processes(*args, "--output_dir", str(tmp_path / "two"))

@@ -278,3 +278,142 @@ def test_inputs_are_not_modified(shape: tuple[int, int]) -> None:
     M.average_precision_per_class(scores, targets)
     M.tune_class_thresholds(scores, targets)
     np.testing.assert_array_equal(scores, before)
+
+
+# -- the METRICS registry -------------------------------------------------------------------
+
+# every metric key a built-in task reported in schema 1.0 results, written out by hand
+REPORTED = {
+    "synthetic": ["map", "CP", "CR", "CF1", "OP", "OR", "OF1", "macro_f1"],
+    "text": ["P@1", "P@3", "P@5", "nDCG@1", "nDCG@3", "nDCG@5", "micro_f1", "macro_f1",
+             "hamming_loss"],
+    "image": ["map", "CP", "CR", "CF1", "OP", "OR", "OF1", "CP_top3", "CR_top3", "CF1_top3",
+              "OP_top3", "OR_top3", "OF1_top3", "adaptive_CP", "adaptive_CR", "adaptive_CF1",
+              "adaptive_OP", "adaptive_OR", "adaptive_OF1"],
+    "docred": ["ign_f1", "f1", "precision", "recall", "ign_precision", "intra_f1", "inter_f1"],
+}
+
+
+def test_registry_has_every_reported_metric_with_its_direction() -> None:
+    for names in REPORTED.values():
+        for name in names:
+            spec = M.METRICS.get(name)
+            assert spec.name == name and spec.higher_is_better == (name != "hamming_loss")
+            assert spec.doc
+    assert {M.METRICS.get(n).needs for n in REPORTED["docred"]} == {"rule"}
+    assert all(M.METRICS.get(n).fn is None for n in REPORTED["docred"])
+    assert M.METRICS.get("adaptive_CF1").needs == "rule"
+    assert M.METRICS.get("CF1_top3").needs == M.METRICS.get("macro_f1").needs == "decisions"
+    assert M.METRICS.get("map").needs == M.METRICS.get("nDCG@3").needs == "scores"
+    with pytest.raises(KeyError, match="did you mean 'CF1'"):
+        M.METRICS.get("CF2")
+
+
+@SETTINGS
+@given(score_target_matrices(), st.sampled_from([0.3, 0.5, 0.8]))
+def test_registered_decision_metrics_equal_sklearn(data: tuple[np.ndarray, np.ndarray],
+                                                   thr: float) -> None:
+    scores, targets = data
+    names = [n for n in M.METRICS.names() if M.METRICS.get(n).needs == "decisions"
+             and not n.endswith("_top3")]
+    got = M.compute_metrics(names, scores, targets, threshold=thr)
+    assert list(got) == names
+    if scores.shape[1] < 2:
+        return  # sklearn reads a single column as a binary (not multi-label) problem
+    pred, y = scores >= thr, targets
+    kw = {"zero_division": 0}
+    expected = {
+        "CP": precision_score(y, pred, average="macro", **kw),
+        "CR": recall_score(y, pred, average="macro", **kw),
+        "OP": precision_score(y, pred, average="micro", **kw),
+        "OR": recall_score(y, pred, average="micro", **kw),
+        "micro_precision": precision_score(y, pred, average="micro", **kw),
+        "micro_recall": recall_score(y, pred, average="micro", **kw),
+        "macro_precision": precision_score(y, pred, average="macro", **kw),
+        "macro_recall": recall_score(y, pred, average="macro", **kw),
+        "micro_f1": f1_score(y, pred, average="micro", **kw),
+        "macro_f1": f1_score(y, pred, average="macro", **kw),
+        "hamming_loss": hamming_loss(y, pred),
+        "subset_accuracy": float((pred == y).all(axis=1).mean()),
+    }
+    for a, b in (("CP", "CR"), ("OP", "OR")):
+        p, r = expected[a], expected[b]
+        expected[a[0] + "F1"] = 2 * p * r / (p + r) if p + r > 0 else 0.0
+    assert set(expected) == set(names)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(value, abs=1e-12), name
+
+
+def test_registered_ranking_map_and_adaptive_metrics() -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.random((40, 7))  # continuous: no ties
+    targets = rng.random((40, 7)) < 0.3
+    targets[0] = False  # a row without positives
+    targets[:, 2] = False  # a class without positives
+    thresholds = rng.random(7)
+    names = ["map", "P@1", "P@3", "nDCG@3", "nDCG@5", "adaptive_CP", "adaptive_OF1", "CP_top3"]
+    got = M.compute_metrics(names, scores, targets, per_class=thresholds)
+    keep = targets.any(axis=0)
+    assert got["map"] == pytest.approx(np.mean([average_precision_score(targets[:, c],
+                                                scores[:, c]) for c in np.flatnonzero(keep)]))
+    order = np.argsort(-scores, axis=1)
+    for k in (1, 3):
+        assert got[f"P@{k}"] == pytest.approx(
+            np.mean([targets[i, order[i, :k]].sum() / k for i in range(40)]))
+    for k in (3, 5):
+        assert got[f"nDCG@{k}"] == pytest.approx(ndcg_score(targets, scores, k=k))
+    pred = scores >= thresholds
+    assert got["adaptive_CP"] == pytest.approx(precision_score(targets, pred, average="macro",
+                                                               zero_division=0))
+    p, r = (f(targets, pred, average="micro", zero_division=0)
+            for f in (precision_score, recall_score))
+    assert got["adaptive_OF1"] == pytest.approx(2 * p * r / (p + r))
+    top = np.zeros_like(targets)
+    np.put_along_axis(top, order[:, :3], True, axis=1)
+    assert got["CP_top3"] == pytest.approx(precision_score(
+        targets, (scores >= 0.5) & top, average="macro", zero_division=0))
+
+
+def test_compute_metrics_refuses_what_it_cannot_compute() -> None:
+    s, t = np.array([[0.9, 0.1]]), np.array([[1, 0]])
+    with pytest.raises(ValueError, match="needs per-class thresholds"):
+        M.compute_metrics(["adaptive_CF1"], s, t)
+    with pytest.raises(ValueError, match="computed by its task"):
+        M.compute_metrics(["ign_f1"], s, t)
+    with pytest.raises(ValueError, match="needs must be one of"):
+        M.MetricSpec("x", True, "probabilities", True, "doc", lambda s, t: 0.0)  # type: ignore
+
+
+def test_resamplable_metrics_recompute_from_scores_and_targets() -> None:
+    fns = M.resamplable_metrics()
+    # what the leaderboard's bootstrap could recompute before the registry, and more
+    assert {"map", "macro_f1", "CP", "CR", "CF1", "OP", "OR", "OF1", "P@1", "P@3", "P@5",
+            "nDCG@1", "nDCG@3", "nDCG@5"} <= set(fns)
+    assert not {n for n in fns if n.startswith("adaptive_")} | (set(fns) & set(
+        REPORTED["docred"]))
+    s = np.array([[0.9, 0.4], [0.35, 0.6]])
+    t = np.array([[1, 1], [0, 1]])
+    assert fns["OR"](s, t) == pytest.approx(2 / 3)  # 0.9 and 0.6 pass 0.5, 0.4 does not
+    assert M.metric_function("OR", threshold=0.3)(s, t) == 1.0
+    assert M.metric_function("P@1")(s, t) == 1.0
+    with pytest.raises(ValueError, match="cannot be recomputed"):
+        M.metric_function("ign_f1")
+
+
+def test_register_metric_adds_a_plugin_metric(monkeypatch) -> None:
+    monkeypatch.setattr(M.METRICS, "_items", dict(M.METRICS._items))  # undone after the test
+
+    @M.register_metric("max_score", higher_is_better=True, needs="scores", resamplable=True)
+    def max_score(scores, targets) -> float:
+        """The largest score."""
+        return float(np.max(scores))
+
+    assert M.compute_metrics(["max_score", "P@1"], [[0.2, 0.7]], [[1, 0]]) == {
+        "max_score": 0.7, "P@1": 0.0}
+    assert M.METRICS.get("max_score").doc == "The largest score."
+
+
+def test_doctests() -> None:
+    import doctest
+
+    assert doctest.testmod(M).failed == 0

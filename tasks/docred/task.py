@@ -22,10 +22,13 @@ Data (one of):
 
 Decision rule: a relation is predicted for a pair when its probability exceeds one global
 threshold tuned for F1 on the selection split (``threshold="dev_tuned"``, as MRN and ATLOP tune
-theirs, but never on the evaluation split), or a fixed ``threshold=<float>``. The value in use is
-``self.threshold`` (recorded in the results JSON). No registered loss has a decision rule of its
-own. Metrics come from ``tasks/docred/scorer.py`` (the official evaluation semantics): F1, Ign F1
-(train facts = the training split), precision, recall, intra/inter-sentence F1; primary Ign F1.
+theirs, but never on the evaluation split): ``calibrate`` returns it as a ``DecisionRule``
+(policy ``dev_tuned``), which ``evaluate`` and ``write_predictions`` take as an argument (and the
+results JSON records); or a fixed ``threshold=<float>`` (policy ``fixed``; ``calibrate`` tunes
+nothing). Uncalibrated (``rule=None``), a ``dev_tuned`` task uses the fixed 0.5. No registered
+loss has a decision rule of its own. Metrics come from ``tasks/docred/scorer.py`` (the official
+evaluation semantics, ``extra_metrics``): F1, Ign F1 (train facts = the training split),
+precision, recall, intra/inter-sentence F1; primary Ign F1.
 Predictions are written in the official submission format (``write_predictions``).
 """
 
@@ -34,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,40 +45,18 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from mllb_core.registry import resolve_local_dir
-from tasks.base import SHARED_DATA, TASKS, Task, check_split, index_order
+from tasks.base import SHARED_DATA, TASKS, DecisionRule, Task, check_split
 from tasks.docred import data as D
 from tasks.docred.data import DocREDFormatError, read_json
+from tasks.metrics import tune_threshold
 
 SHARED = SHARED_DATA / "docred"
 NAMED = ("re-docred-devtrain",)
-METRICS = ("ign_f1", "f1", "precision", "recall", "ign_precision", "intra_f1", "inter_f1")
+DOCRED_METRICS = ("ign_f1", "f1", "precision", "recall", "ign_precision", "intra_f1",
+                  "inter_f1")
 TRAIN_NAMES = ("train_revised.json", "train_annotated.json")
 DEV_NAMES = ("dev_revised.json", "dev.json")
 TEST_NAMES = ("test_revised.json", "test.json")
-
-
-def tune_threshold(scores: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    """The global threshold maximizing micro F1 of ``scores > threshold`` against ``targets``.
-
-    Cuts are only placed between distinct scores (tied scores are predicted together); the
-    threshold is the midpoint of the two scores around the best cut. Returns (threshold, F1).
-    """
-    s, y = scores.ravel(), targets.ravel().astype(np.float64)
-    gold = y.sum()
-    if gold == 0 or s.size == 0:
-        return 0.5, 0.0
-    order = np.argsort(-s, kind="stable")
-    s, tp = s[order], np.cumsum(y[order])
-    n_pred = np.arange(1, s.size + 1)
-    f1 = 2 * tp / (n_pred + gold)
-    valid = np.ones(s.size, dtype=bool)
-    valid[:-1] = s[:-1] > s[1:]
-    f1 = np.where(valid, f1, -1.0)
-    k = int(np.argmax(f1))
-    if f1[k] <= 0:  # nothing right at any cut: predict nothing
-        return float(s[0]), 0.0
-    below = s[k + 1] if k + 1 < s.size else s[k] - 1.0
-    return float((s[k] + below) / 2), float(f1[k])
 
 
 class PairDataset(Dataset):
@@ -102,7 +83,7 @@ class DocREDTask(Task):
     name = "docred"
     version = "1"
     primary_metric = "ign_f1"
-    higher_is_better: ClassVar[dict[str, bool]] = dict.fromkeys(METRICS, True)
+    metrics = DOCRED_METRICS
     default_model = "mrn"
 
     def __init__(self, dataset: str = "", data_dir: str = "", train_file: str = "",
@@ -118,9 +99,8 @@ class DocREDTask(Task):
                              f"{threshold!r}")
         if not 0 < holdout < 1:
             raise ValueError(f"task 'docred': holdout must be in (0, 1), got {holdout!r}")
-        self.tunes_on_dev = threshold == "dev_tuned"
-        self.threshold = ({"policy": "dev_tuned", "value": None} if self.tunes_on_dev else
-                          {"policy": "fixed", "value": float(threshold)})
+        # None: tuned on dev by calibrate(); a number: the fixed threshold
+        self.fixed_threshold = None if threshold == "dev_tuned" else float(threshold)
         files, meta = self._locate(dataset, data_dir, train_file, dev_file, test_file, meta_dir)
         info = rel_info or next((str(p) for p in (meta / "rel_info.json",
                                                   SHARED / "docred" / "rel_info.json")
@@ -149,6 +129,7 @@ class DocREDTask(Task):
                 self.embeddings, self.vectors_found = load_word_vectors(vectors, Vocab(itos))
         self.items = {s: self._encode(docs) for s, docs in self.docs.items()}
         self.rows = {s: sum(len(it["pairs"]) for it in items) for s, items in self.items.items()}
+        self._target_cache: dict[str, np.ndarray] = {}
 
     # -- data sources ----------------------------------------------------------------------
     def _locate(self, dataset: str, data_dir: str, train_file: str, dev_file: str,
@@ -265,20 +246,41 @@ class DocREDTask(Task):
                        pairs=batch["pairs"], ner_ids=batch["ner_ids"])
         return logits, batch["targets"]
 
-    def _ordered(self, split: str, index: Tensor, scores: Tensor) -> np.ndarray:
-        """Scores of every pair row of ``split`` in row order, float32 [R, C]."""
-        order = index_order(index, self.rows[split], self.name, split)
-        return scores.detach().to("cpu", torch.float32).numpy()[order]
+    def row_ids(self, batch: dict[str, Any]) -> Tensor:
+        """The entity-pair rows of the batch, numbered over the split (``row_index``)."""
+        return batch["row_index"]
 
-    def _targets(self, split: str) -> np.ndarray:
-        return torch.cat([it["targets"] for it in self.items[split]]).numpy()
+    def num_rows(self, split: str) -> int:
+        """Entity pairs of the split (every ordered pair of every document)."""
+        return self.rows[split]
 
-    def predictions(self, split: str, scores: np.ndarray) -> list[dict[str, Any]]:
-        """Official submission records for ``scores`` [R, C] (row order) above the threshold."""
-        if self.threshold["value"] is None:
-            raise RuntimeError("task 'docred': the threshold is tuned on the selection split; "
-                               "evaluate('dev', ...) before predicting another split")
-        above = scores > self.threshold["value"]
+    def targets(self, split: str) -> np.ndarray:
+        """Targets [R, C] (uint8) of every pair row of the split, ``Na`` column included."""
+        check_split(self, split)
+        if split not in self._target_cache:
+            self._target_cache[split] = torch.cat(
+                [it["targets"] for it in self.items[split]]).numpy()
+        return self._target_cache[split]
+
+    def default_rule(self) -> DecisionRule:
+        """The fixed threshold option, else (``dev_tuned``, uncalibrated) the fixed 0.5."""
+        return DecisionRule("fixed", 0.5 if self.fixed_threshold is None
+                            else self.fixed_threshold)
+
+    def calibrate(self, index: Tensor, scores: Tensor) -> DecisionRule:
+        """``dev_tuned``: the global threshold maximizing F1 over the dev pairs (``Na`` left
+        out), as :func:`tasks.metrics.tune_threshold`; a fixed threshold: that one."""
+        if self.fixed_threshold is not None:
+            return self.default_rule()
+        s = self.ordered_scores("dev", index, scores)
+        keep = np.arange(self.num_labels) != self.schema.na_id
+        value, _ = tune_threshold(s[:, keep], self.targets("dev")[:, keep])
+        return DecisionRule("dev_tuned", value)
+
+    def predictions(self, split: str, scores: np.ndarray,
+                    rule: DecisionRule) -> list[dict[str, Any]]:
+        """Official submission records: ``scores`` [R, C] (row order) above ``rule.value``."""
+        above = scores > rule.value
         above[:, self.schema.na_id] = False
         id2rel, out = self.schema.id2rel, []
         for doc, it in zip(self.docs[split], self.items[split], strict=True):
@@ -289,28 +291,26 @@ class DocREDTask(Task):
                             "evidence": []})
         return out
 
-    def evaluate(self, split: str, index: Tensor, scores: Tensor) -> dict[str, float]:
-        """Scorer metrics of the split's predictions; on dev, first re-tune the threshold."""
-        check_split(self, split)
-        s = self._ordered(split, index, scores)
-        if split == "dev" and self.tunes_on_dev:
-            keep = np.arange(self.num_labels) != self.schema.na_id
-            value, _ = tune_threshold(s[:, keep], self._targets(split)[:, keep])
-            self.threshold = {"policy": "dev_tuned", "value": value}
+    def extra_metrics(self, split: str, scores: np.ndarray, targets: np.ndarray,
+                      rule: DecisionRule) -> dict[str, float]:
+        """The official scorer's metrics of the predictions under ``rule`` (train facts =
+        the training split)."""
         # imported here so that `python -m tasks.docred.scorer` does not find itself imported
         from tasks.docred.scorer import score
 
-        result = score(self.predictions(split, s), [d.raw for d in self.docs[split]],
+        result = score(self.predictions(split, scores, rule), [d.raw for d in self.docs[split]],
                        [[d.raw for d in self.docs["train"]]],
                        sources=(f"{split} predictions", f"{split} gold"))
-        return {k: float(result[k]) for k in METRICS}
+        return {k: float(result[k]) for k in DOCRED_METRICS}
 
-    def write_predictions(self, split: str, index: Tensor, scores: Tensor,
-                          stem: Path) -> str | None:
+    def write_predictions(self, split: str, index: Tensor, scores: Tensor, stem: Path,
+                          rule: DecisionRule | None = None) -> str | None:
         """``<stem>.<split>.predictions.json`` in the official submission format."""
+        rule = self.default_rule() if rule is None else rule
         path = stem.with_name(f"{stem.name}.{split}.predictions.json")
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.predictions(split, self._ordered(split, index, scores))))
+        records = self.predictions(split, self.ordered_scores(split, index, scores), rule)
+        tmp.write_text(json.dumps(records))
         tmp.replace(path)
         return path.name
 

@@ -29,8 +29,11 @@ as in the ASL / ML-Decoder evaluation), CP/CR/CF1/OP/OR/OF1 at probability 0.5 a
 variants (a label also has to be among the image's 3 best), and the AAM paper's adaptive
 per-class-threshold metrics (section 4.5): thresholds maximizing each class's F1 on the dev split
 (the AAM paper tunes on the train subset; MLLB tunes on held-out data the model never trained
-on), applied to the test split. A class without positives in dev keeps 0.5 (counted in
-``extra.task_info``).
+on), applied to the test split: ``calibrate`` returns them as the ``per_class`` of a
+``DecisionRule`` (policy ``per_class_dev_tuned``, global ``value`` 0.5 for the other metrics),
+which ``evaluate`` takes as an argument and the results JSON records as ``threshold``. A class
+without positives in dev keeps 0.5 (counted in ``extra.task_info``). Uncalibrated
+(``rule=None``), the adaptive metrics are an error (they have no thresholds to use).
 """
 
 from __future__ import annotations
@@ -48,11 +51,10 @@ from tasks import metrics as M
 from tasks.base import (
     SHARED_DATA,
     TASKS,
+    DecisionRule,
     Task,
-    as_scores,
     check_split,
     held_out,
-    index_order,
 )
 from tasks.image_classification.data import (
     ImageDataError,
@@ -117,11 +119,9 @@ class ImageMultilabelTask(Task):
     name = "image_multilabel"
     version = "1"
     primary_metric = "map"
-    higher_is_better: ClassVar[dict[str, bool]] = {
-        "map": True, **{k: True for k in F1_KEYS}, **{f"{k}_top3": True for k in F1_KEYS},
-        **{f"adaptive_{k}": True for k in F1_KEYS}}
+    metrics = ("map", *F1_KEYS, *(f"{k}_top3" for k in F1_KEYS),
+               *(f"adaptive_{k}" for k in F1_KEYS))
     default_model = "effnet_lite0"
-    tunes_on_dev = True  # the adaptive per-class thresholds
     fixed_format: ClassVar[str] = ""
 
     def __init__(self, dataset: str = "", data_dir: str = "", format: str = "",
@@ -203,11 +203,11 @@ class ImageMultilabelTask(Task):
                 f"{self.dataset_name}: empty split after holding out {self.holdout:g} of "
                 f"{len(train)} train images: " + ", ".join(
                     f"{s} {len(r)}" for s, r in self.records.items()))
-        self.targets = {s: label_matrix(r, self.num_labels) for s, r in self.records.items()}
+        self.target_arrays = {s: label_matrix(r, self.num_labels)
+                              for s, r in self.records.items()}
         self.splits = {"train": train_split, "dev": f"{train_split} (held out)",
                        "test": test_split}
         self.data_config = resolve_config(None, image_size, mean, std, interpolation)
-        self.class_thresholds: np.ndarray | None = None  # tuned by evaluate("dev")
 
     @staticmethod
     def _read(fmt: str, root: Path, hf: str, train_split: str, test_split: str,
@@ -261,7 +261,7 @@ class ImageMultilabelTask(Task):
         transform = build_transform(self.data_config, train=split == "train",
                                     augment=kw["augment"], randaugment=kw["randaugment"],
                                     cutout=kw["cutout"])
-        return ImageFiles(self.records[split], self.targets[split], transform)
+        return ImageFiles(self.records[split], self.target_arrays[split], transform)
 
     def prepare_model(self, model: nn.Module) -> None:
         """Take input size, mean/std and interpolation from the model's timm data config."""
@@ -273,43 +273,34 @@ class ImageMultilabelTask(Task):
         """model(normalized images [N, 3, H, W]) -> [N, C]; targets [N, C]."""
         return model(normalize(batch["image"], self.data_config)), batch["targets"]
 
-    def evaluate(self, split: str, index: Tensor, scores: Tensor) -> dict[str, float]:
-        """mAP, CP..OF1 at 0.5 and top-3, and the adaptive-threshold CP..OF1 (see module doc)."""
+    def targets(self, split: str) -> np.ndarray:
+        """The split's label matrix [N, C] (0/1), rows in dataset order."""
         check_split(self, split)
-        t = self.targets[split]
-        s = as_scores(scores)[index_order(index, len(t), self.name, split)]
-        out = {"map": M.mean_average_precision(s, t).value}
-        fixed = M.label_f1_scores(s, t, threshold=0.5)
-        top3 = M.label_f1_scores(s, t, threshold=0.5, top_k=3)
-        out.update({k: fixed[k] for k in F1_KEYS})
-        out.update({f"{k}_top3": top3[k] for k in F1_KEYS})
-        if split == "dev":
-            tuned = M.tune_class_thresholds(s, t)
-            self.class_thresholds = np.where(np.isfinite(tuned), tuned, 0.5)
-        if self.class_thresholds is None:
-            raise RuntimeError(f"task {self.name!r}: evaluate('dev') must run before "
-                               f"evaluate({split!r}): it tunes the adaptive thresholds")
-        adaptive = M.label_f1_scores(s, t, threshold=self.class_thresholds)
-        out.update({f"adaptive_{k}": adaptive[k] for k in F1_KEYS})
-        return out
+        return self.target_arrays[split]
+
+    def calibrate(self, index: Tensor, scores: Tensor) -> DecisionRule:
+        """Per-class thresholds maximizing each class's F1 on dev (0.5 without a dev positive)."""
+        s = self.ordered_scores("dev", index, scores)
+        tuned = M.tune_class_thresholds(s, self.targets("dev"))
+        per_class = np.where(np.isfinite(tuned), tuned, 0.5)
+        return DecisionRule("per_class_dev_tuned", 0.5, tuple(per_class.tolist()))
 
     def info(self) -> dict[str, Any]:
-        """Counts, skip reasons, class names, the transform config and the tuned thresholds."""
-        thr = self.class_thresholds
-        dev_pos = self.targets["dev"].sum(axis=0)
+        """Counts, skip reasons, class names and the transform config (thresholds: the rule)."""
+        dev_pos = self.target_arrays["dev"].sum(axis=0)
         return {
             "num_examples": {s: len(r) for s, r in self.records.items()},
             "source_splits": self.splits, "skipped": self.skipped, "holdout": self.holdout,
             "class_names": self.label_names, "data_config": {
                 k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()},
-            "adaptive_thresholds": None if thr is None else [round(float(v), 6) for v in thr],
             "adaptive_fallback_classes": int((dev_pos == 0).sum()),
         }
 
     def fingerprint_arrays(self, split: str) -> list[np.ndarray]:
         """Image ids (not paths: the same data elsewhere has the same fingerprint) and targets."""
         ids = "\n".join(r.id for r in self.records[split]).encode()
-        return [np.frombuffer(hashlib.sha256(ids).digest(), dtype=np.uint8), self.targets[split]]
+        return [np.frombuffer(hashlib.sha256(ids).digest(), dtype=np.uint8),
+                self.target_arrays[split]]
 
 
 @TASKS.register("coco")

@@ -12,40 +12,21 @@ of the training seed.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import numpy as np
-import torch
-from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from tasks import metrics as M
-from tasks.base import TASKS, Task, as_scores, check_split, index_order
+from tasks.base import TASKS, ArrayDataset, ArrayTask
 
-
-class ArrayDataset(Dataset):
-    """Items ``{"index", "features" [D], "targets" [C]}`` over two aligned arrays."""
-
-    def __init__(self, features: np.ndarray, targets: np.ndarray) -> None:
-        self.features = torch.from_numpy(features)
-        self.targets = torch.from_numpy(targets)
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"index": i, "features": self.features[i], "targets": self.targets[i]}
+__all__ = ["ArrayDataset", "SyntheticTask"]
 
 
 @TASKS.register("synthetic")
-class SyntheticTask(Task):
+class SyntheticTask(ArrayTask):
     """Synthetic multi-label classification; metrics mAP (primary), CP/CR/CF1, OP/OR/OF1."""
 
     name = "synthetic"
     version = "1"
     primary_metric = "map"
-    higher_is_better: ClassVar[dict[str, bool]] = {
-        k: True for k in ("map", "CP", "CR", "CF1", "OP", "OR", "OF1", "macro_f1")}
+    metrics = ("map", "CP", "CR", "CF1", "OP", "OR", "OF1", "macro_f1")
     default_model = "mlp"
 
     def __init__(self, num_labels: int = 80, num_features: int = 64, num_train: int = 8000,
@@ -58,13 +39,7 @@ class SyntheticTask(Task):
         if not 0 < avg_positives < num_labels / 2:
             raise ValueError(f"task 'synthetic': avg_positives must be in (0, num_labels/2), got "
                              f"{avg_positives}")
-        self.kwargs = dict(num_labels=num_labels, num_features=num_features, num_train=num_train,
-                           num_dev=num_dev, num_test=num_test, avg_positives=avg_positives,
-                           zipf=zipf, label_noise=label_noise, missing_rate=missing_rate,
-                           data_seed=data_seed)
-        self.num_labels = num_labels
         self.num_features = num_features
-        self.dataset_name = f"synthetic-{num_labels}l-missing{missing_rate:g}-seed{data_seed}"
         rng = np.random.default_rng(data_seed)
         n = num_train + num_dev + num_test
         x = rng.standard_normal((n, num_features)).astype(np.float32)
@@ -78,39 +53,11 @@ class SyntheticTask(Task):
         rank = np.floor((1.0 - freq) * (n - 1)).astype(np.int64)
         thresholds = np.sort(score, axis=0)[rank, np.arange(num_labels)]
         y = (score > thresholds).astype(np.float32)  # [n, C]
-        cuts = {"train": (0, num_train), "dev": (num_train, num_train + num_dev),
-                "test": (num_train + num_dev, n)}
-        self._x = {s: x[a:b] for s, (a, b) in cuts.items()}
-        self._y = {s: y[a:b].copy() for s, (a, b) in cuts.items()}
-        drop = (rng.random(self._y["train"].shape) < missing_rate) & (self._y["train"] > 0)
-        self._y["train"][drop] = 0.0
+        a, b = num_train, num_train + num_dev
+        train_y = y[:a].copy()
+        drop = (rng.random(train_y.shape) < missing_rate) & (train_y > 0)
+        train_y[drop] = 0.0
         self.num_missing_train_positives = int(drop.sum())
-
-    def dataset(self, split: str) -> Dataset:
-        """The split's examples."""
-        check_split(self, split)
-        return ArrayDataset(self._x[split], self._y[split])
-
-    def model_kwargs(self) -> dict[str, Any]:
-        """The MLP needs the feature size."""
-        return {"in_features": self.num_features}
-
-    def logits_and_targets(self, model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-        """model(features) -> [N, C]; targets [N, C]."""
-        return model(batch["features"]), batch["targets"]
-
-    def evaluate(self, split: str, index: Tensor, scores: Tensor) -> dict[str, float]:
-        """mAP, CP/CR/CF1, OP/OR/OF1 at 0.5 and macro F1 over the whole split."""
-        check_split(self, split)
-        targets = self._y[split]
-        order = index_order(index, len(targets), self.name, split)
-        s = as_scores(scores)[order]
-        out = {"map": M.mean_average_precision(s, targets).value}
-        f1 = M.label_f1_scores(s, targets)
-        out.update({k: f1[k] for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")})
-        out["macro_f1"] = M.classification_scores(s, targets)["macro_f1"]
-        return out
-
-    def fingerprint_arrays(self, split: str) -> list[np.ndarray]:
-        """Features and targets of the split."""
-        return [self._x[split], self._y[split]]
+        self.set_arrays(f"synthetic-{num_labels}l-missing{missing_rate:g}-seed{data_seed}",
+                        train=(x[:a], train_y), dev=(x[a:b], y[a:b].copy()),
+                        test=(x[b:], y[b:].copy()))
