@@ -12,7 +12,8 @@ from mllb_core.io import write_text_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Render the leaderboard; exit status 2 with ``path: field: problem`` on an invalid file."""
+    """Render the leaderboard; exit status 2 with ``path: field: problem`` on an invalid file
+    (or ``path: the same run as other_path`` for two files of one run)."""
     ap = argparse.ArgumentParser(prog="python -m leaderboard", description=__doc__)
     ap.add_argument("results", type=Path, help="directory searched recursively for *.json")
     ap.add_argument("-o", "--output", type=Path, required=True, help="markdown file to write")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from leaderboard.render import Row
+    from leaderboard.table import Row
 
 # PNG metadata without the matplotlib version or a timestamp, so reruns give identical bytes
 _PNG_META = {"Software": None}
@@ -28,7 +28,7 @@ def draw_group(key: tuple[str, str, str], rows: list[Row], out_dir: Path) -> dic
 
     task, version, dataset = key
     out_dir.mkdir(parents=True, exist_ok=True)
-    primary = rows[0].runs[0][1]["selection"]["metric"]
+    primary = rows[0].first.selection.metric
     stem = _slug(f"{task}-v{version}-{dataset}")
     labels = [f"{r.model}\n{r.label}" for r in rows]
     written: dict[str, Path] = {}
@@ -51,7 +51,7 @@ def draw_group(key: tuple[str, str, str], rows: list[Row], out_dir: Path) -> dic
 
     fig, ax = plt.subplots(figsize=(6.0, 3.6))
     for r in rows:
-        curves = [[h["dev"][primary] for h in run["history"]] for _, run in r.runs]
+        curves = [[h.dev[primary] for h in run.history] for _, run in r.runs]
         length = min(len(c) for c in curves)
         if length == 0:
             continue

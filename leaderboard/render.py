@@ -1,13 +1,16 @@
 """Results JSON files -> a deterministic markdown leaderboard (and, optionally, figures).
 
 Grouping: one section per (task, task version, dataset); versions and datasets are never mixed.
-Inside a group: one row per (model, loss setting) — a loss setting is its preset name, or its
-name plus a short hash of its resolved hyper-parameters when runs of one name differ — with
-``mean ± std`` over seeds (in %), ``n`` and the best value per column in bold.
+Inside a section: one row per setting, the run identity minus the seed (``leaderboard.table``):
+runs that differ in anything but their seed are never pooled. A row is labelled with its loss
+preset or name, plus the differing identity keys when rows share model and label
+(``bce (epochs=1)``); it shows ``mean ± std`` over seeds (in %), ``n`` and the best value per
+column in bold.
 
 The "Δ vs baseline" column is the difference on the primary metric to the baseline loss with the
 same model (the row labelled with the baseline name, else the row of that loss under a preset,
-e.g. ``bce_docred`` for ``bce``), with a 95% confidence interval:
+e.g. ``bce_docred`` for ``bce``; among several, the one trained most like the row), with a 95%
+confidence interval (``leaderboard.stats``):
 
 * a paired bootstrap over test examples (1,000 resamples, seed 0) when every run of both rows
   saved its test scores (``scores_file``) and the primary metric can be recomputed from scores
@@ -25,145 +28,44 @@ calls ``tasks/metrics.py``.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import math
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
-from leaderboard.schema import SchemaError, iter_results
+from leaderboard.schema import Result, SchemaError, Threshold, iter_results
+from leaderboard.stats import (
+    paired_bootstrap,
+    resamplable_metrics,
+    resampled_means,
+    seed_interval,
+)
+from leaderboard.table import Row, TableKey, fmt_mean_std, group_rows, sweep_table
+from mllb_core.identity import differing_keys
 
-N_RESAMPLES = 1000
-BOOTSTRAP_SEED = 0
-# t(0.975, df) for df = 1..30; larger df use 1.96
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+__all__ = ["Row", "build", "group_runs", "paired_bootstrap", "render_group", "render_references",
+           "resamplable_metrics", "seed_interval", "sweep_table"]
+
 REFERENCES = Path(__file__).with_name("references.yaml")
 
 
-@functools.cache
-def resamplable_metrics() -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
-    """Metric name -> f(scores, targets): the metrics the bootstrap can recompute."""
-    from tasks import metrics as M
-
-    out: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-        "map": lambda s, t: M.mean_average_precision(s, t).value,
-        "macro_f1": lambda s, t: M.classification_scores(s, t)["macro_f1"],
-    }
-    for k in ("CP", "CR", "CF1", "OP", "OR", "OF1"):
-        out[k] = lambda s, t, k=k: M.label_f1_scores(s, t)[k]
-    for k in (1, 3, 5):
-        out[f"P@{k}"] = lambda s, t, k=k: M.precision_at_k(s, t, k)
-        out[f"nDCG@{k}"] = lambda s, t, k=k: M.ndcg_at_k(s, t, k)
-    return out
+def group_runs(runs: Iterable[tuple[Path, Result]]) -> dict[TableKey, list[Row]]:
+    """Tables (task, version, dataset) -> rows, one per setting (see :mod:`leaderboard.table`)."""
+    return group_rows(runs)
 
 
-@dataclass
-class Row:
-    """One (model, loss setting) row of a group: its runs and display label."""
-
-    model: str
-    label: str
-    runs: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
-
-    def values(self, metric: str) -> np.ndarray:
-        """The metric of every run (seed), as fractions."""
-        return np.array([r["metrics"][metric] for _, r in self.runs], dtype=np.float64)
-
-    def timing(self, key: str) -> float:
-        """Mean of ``timing[key]`` over the runs (train_s, examples_per_s)."""
-        return float(np.mean([r["timing"][key] for _, r in self.runs]))
-
-    def by_seed(self, metric: str) -> dict[int, float]:
-        """seed -> metric value."""
-        return {r["seed"]: r["metrics"][metric] for _, r in self.runs}
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:6]
-
-
-def group_runs(
-    runs: Iterable[tuple[Path, dict[str, Any]]],
-) -> dict[tuple[str, str, str], list[Row]]:
-    """Group valid runs by (task, version, dataset), then into rows by (model, loss setting)."""
-    cells: dict[tuple[str, str, str], dict[tuple, Row]] = defaultdict(dict)
-    names: dict[tuple[str, str, str], dict[tuple[str, str], set[str]]] = defaultdict(
-        lambda: defaultdict(set))
-    runs = list(runs)
-    for _, r in runs:
-        g = (r["task"]["name"], r["task"]["version"], r["task"]["dataset"])
-        label = r["loss"]["preset"] or r["loss"]["name"]
-        names[g][(r["model"]["name"], label)].add(_digest([r["model"]["kwargs"],
-                                                           r["loss"]["kwargs"]]))
-    for path, r in runs:
-        g = (r["task"]["name"], r["task"]["version"], r["task"]["dataset"])
-        label = r["loss"]["preset"] or r["loss"]["name"]
-        d = _digest([r["model"]["kwargs"], r["loss"]["kwargs"]])
-        shown = label if len(names[g][(r["model"]["name"], label)]) == 1 else f"{label} #{d}"
-        key = (r["model"]["name"], shown)
-        row = cells[g].setdefault(key, Row(r["model"]["name"], shown))
-        row.runs.append((path, r))
-    return {g: [rows[k] for k in sorted(rows)] for g, rows in sorted(cells.items())}
-
-
-def _load_scores(path: Path, run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
-    name = run.get("scores_file")
+def _load_scores(path: Path, run: Result) -> tuple[np.ndarray, np.ndarray] | None:
+    name = run.scores_file
     if not name or not (path.parent / name).is_file():
         return None
     with np.load(path.parent / name) as z:
         if "targets" not in z:
             return None
         return z["scores"].astype(np.float64), z["targets"].astype(bool)
-
-
-def resampled_means(metric: Callable[[np.ndarray, np.ndarray], float], runs: list[np.ndarray],
-                    targets: np.ndarray, n_resamples: int = N_RESAMPLES,
-                    seed: int = BOOTSTRAP_SEED) -> np.ndarray:
-    """Mean metric over ``runs`` on the full split, then on each bootstrap draw: [1 + R].
-
-    The draws depend only on (seed, number of examples), so every row of a group sees the same
-    examples: the differences between rows are paired.
-    """
-    rng = np.random.default_rng(seed)
-    n = len(targets)
-    draws = [np.arange(n)] + [rng.integers(0, n, n) for _ in range(n_resamples)]
-    return np.array([np.mean([metric(s[i], targets[i]) for s in runs]) for i in draws])
-
-
-def paired_bootstrap(metric: Callable[[np.ndarray, np.ndarray], float],
-                     row: list[np.ndarray], base: list[np.ndarray], targets: np.ndarray,
-                     n_resamples: int = N_RESAMPLES, seed: int = BOOTSTRAP_SEED,
-                     base_means: np.ndarray | None = None) -> tuple[float, float, float]:
-    """(difference, lower, upper): mean metric of ``row`` runs minus ``base`` runs, 95% interval.
-
-    ``base_means``: ``resampled_means`` of ``base`` if already computed (one baseline serves
-    every row of a group).
-    """
-    if base_means is None:
-        base_means = resampled_means(metric, base, targets, n_resamples, seed)
-    d = resampled_means(metric, row, targets, n_resamples, seed) - base_means
-    lo, hi = np.percentile(d[1:], [2.5, 97.5])
-    return float(d[0]), float(lo), float(hi)
-
-
-def seed_interval(row: dict[int, float], base: dict[int, float]) -> tuple[float, float, float]:
-    """Paired t-interval over the seeds both rows have: (mean difference, lower, upper)."""
-    d = np.array([row[s] - base[s] for s in sorted(set(row) & set(base))])
-    if len(d) < 2:
-        return (float(d.mean()) if len(d) else math.nan), math.nan, math.nan
-    half = (_T975[len(d) - 2] if len(d) - 1 <= len(_T975) else 1.96) * d.std(ddof=1) / math.sqrt(
-        len(d))
-    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
 
 
 def _saved_scores(row: Row, primary: str) -> tuple[list[np.ndarray], np.ndarray] | None:
@@ -178,7 +80,7 @@ def _saved_scores(row: Row, primary: str) -> tuple[list[np.ndarray], np.ndarray]
         return None
     targets = loaded[0][1]
     if not all(np.array_equal(x[1], targets) for x in loaded) or not all(
-            abs(fn(x[0], x[1]) - r["metrics"][primary]) < 1e-6
+            abs(fn(x[0], x[1]) - r.metrics[primary]) < 1e-6
             for x, (_, r) in zip(loaded, row.runs, strict=True)):
         return None
     return [x[0] for x in loaded], targets
@@ -212,19 +114,36 @@ def _delta_cell(row: Row, base: Row | None, primary: str,
     return f"{100 * est:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]{mark}", method
 
 
-def _fmt(values: np.ndarray) -> str:
-    if len(values) == 1:
-        return f"{100 * values[0]:.2f}"
-    return f"{100 * values.mean():.2f} ± {100 * values.std(ddof=1):.2f}"
+def _baselines(rows: list[Row], baseline: str) -> dict[int, Row]:
+    """id(row) -> the row its Δ is measured against (absent: no comparable baseline: "n/a").
+
+    Candidates are the rows of the same model whose loss is ``baseline`` or whose label (without
+    suffix) is ``baseline`` (e.g. ``bce_docred`` for ``bce``) AND whose setting equals the row's
+    outside what the loss decides (``loss.*`` and the head the loss declares): a Δ against a
+    baseline trained otherwise (other epochs, lr, data) would mix two effects, so there is none.
+    Among several such candidates, an exact label wins, then the row itself.
+    """
+    def loss_only(row: Row, c: Row) -> bool:
+        return all(k.startswith("loss.") or k == "model.kwargs.head"
+                   for k in differing_keys(row.setting, c.setting))
+
+    out = {}
+    for row in rows:
+        candidates = [c for c in rows if c.model == row.model and loss_only(row, c)
+                      and (c.first.loss.name == baseline or c.base_label == baseline)]
+        if candidates:
+            out[id(row)] = min(candidates, key=lambda c: (c.base_label != baseline, c is not row))
+    return out
 
 
-def _thresholds(runs: list[dict[str, Any]]) -> str:
+def _thresholds(rules: list[Threshold]) -> str:
     """Decision thresholds per policy: one value, or the range of tuned values over runs."""
     parts = []
-    for policy in sorted({r["threshold"]["policy"] for r in runs}):
-        values = [r["threshold"]["value"] for r in runs if r["threshold"]["policy"] == policy]
-        if not all(isinstance(v, (int, float)) for v in values):  # per-class lists, or None
-            parts.append(f"{policy} (per class or unset)")
+    for policy in sorted({t.policy for t in rules}):
+        values = [t.value for t in rules if t.policy == policy]
+        per_class = any(t.per_class is not None for t in rules if t.policy == policy)
+        if per_class or not all(isinstance(v, (int, float)) for v in values):
+            parts.append(f"{policy} (per class or unset)")  # per-class lists, or None
             continue
         numbers = sorted(set(values))
         if len(numbers) == 1:
@@ -236,38 +155,38 @@ def _thresholds(runs: list[dict[str, Any]]) -> str:
 
 def _protocol(rows: list[Row], primary: str) -> str:
     runs = [r for row in rows for _, r in row.runs]
-    def vals(get: Callable[[dict[str, Any]], Any]) -> str:
+    def vals(get: Callable[[Result], Any]) -> str:
         return ", ".join(sorted({str(get(r)) for r in runs}))
-    return (f"Protocol: device {vals(lambda r: r['env']['device'])}, world size "
-            f"{vals(lambda r: r['env']['world_size'])}, mixed precision "
-            f"{vals(lambda r: r['env']['mixed_precision'])}; selection on "
-            f"{vals(lambda r: r['selection']['split'])} by {primary}; threshold "
-            f"{_thresholds(runs)}; "
-            f"epochs (max) {vals(lambda r: r['config'].get('epochs', '?'))}; "
+    return (f"Protocol: device {vals(lambda r: r.env.device)}, world size "
+            f"{vals(lambda r: r.env.world_size)}, mixed precision "
+            f"{vals(lambda r: r.env.mixed_precision)}; selection on "
+            f"{vals(lambda r: r.selection.split)} by {primary}; threshold "
+            f"{_thresholds([r.threshold for r in runs])}; "
+            f"epochs (max) {vals(lambda r: r.config.get('epochs', '?'))}; "
             f"{len(rows)} rows, {len(runs)} runs.")
 
 
-def render_group(key: tuple[str, str, str], rows: list[Row], baseline: str,
+def render_group(key: TableKey, rows: list[Row], baseline: str,
                  figures: dict[str, str] | None = None) -> tuple[str, list[str]]:
-    """Markdown of one group and the Δ methods used."""
+    """Markdown of one table and the Δ methods used."""
     task, version, dataset = key
-    first = rows[0].runs[0][1]
-    hib = first["higher_is_better"]
-    primary = first["selection"]["metric"]
-    metrics = [primary, *sorted(k for k in first["metrics"] if k != primary)]
+    first = rows[0].first
+    hib = first.higher_is_better
+    primary = first.selection.metric
+    metrics = [primary, *sorted(k for k in first.metrics if k != primary)]
     sign = 1 if hib[primary] else -1
-    base = {row.model: row for row in rows if row.runs[0][1]["loss"]["name"] == baseline}
-    base.update({row.model: row for row in rows if row.label == baseline})  # exact label first
-    rows = sorted(rows, key=lambda r: (r.model, base.get(r.model) is not r,
+    base = _baselines(rows, baseline)
+    is_base = {id(b) for b in base.values()}
+    rows = sorted(rows, key=lambda r: (r.model, id(r) not in is_base,
                                        -sign * r.values(primary).mean(), r.label))
     best = {}
     for m in metrics:
-        means = [row.values(m).mean() for row in rows if m in row.runs[0][1]["metrics"]]
+        means = [row.values(m).mean() for row in rows if m in row.first.metrics]
         best[m] = (max if hib[m] else min)(means)
     head = ["model", "loss", "n", *[f"{m} {'↑' if hib[m] else '↓'}" for m in metrics],
             f"Δ {primary} vs {baseline} (95% CI)", "train s", "ex/s"]
     lines = [f"## {task} (v{version}, {dataset})", "",
-             f"Test split, {first['task']['num_examples']} examples, {first['task']['num_labels']} "
+             f"Test split, {first.task.num_examples} examples, {first.task.num_labels} "
              f"labels; metrics in %, mean ± std over seeds; train s: training seconds per run, "
              f"ex/s: training examples per second (an example is what num_examples counts: an "
              f"image, a document).", "",
@@ -277,10 +196,10 @@ def render_group(key: tuple[str, str, str], rows: list[Row], baseline: str,
         cells = []
         for m in metrics:
             v = row.values(m)
-            text = _fmt(v)
+            text = fmt_mean_std(v)
             cells.append(f"**{text}**" if np.isclose(v.mean(), best[m], rtol=0, atol=1e-12)
                          else text)
-        delta, method = _delta_cell(row, base.get(row.model), primary, base_cache)
+        delta, method = _delta_cell(row, base.get(id(row)), primary, base_cache)
         methods.append(method)
         lines.append(f"| {row.model} | {row.label} | {len(row.runs)} | " + " | ".join(cells)
                      + f" | {delta} | {row.timing('train_s'):.0f} | "
@@ -330,6 +249,8 @@ def build(root: Path, baseline: str = "bce", skip_invalid: bool = False,
 
     Raises:
         SchemaError: the first invalid file, unless ``skip_invalid`` (then listed in the output).
+        DuplicateRunError: two files of one run (same run identity and seed), even with
+            ``skip_invalid``: which of the two to show would be a guess.
     """
     valid, invalid = [], []
     for path, obj in iter_results(root):
@@ -338,7 +259,7 @@ def build(root: Path, baseline: str = "bce", skip_invalid: bool = False,
                 raise obj
             invalid.append((path, obj))
         else:
-            valid.append((path, obj))
+            valid.append((path, Result.from_dict(obj, str(path))))
     groups = group_runs(valid)
     parts = ["# MLLB leaderboard", "",
              f"Generated by `python -m leaderboard` from the results files under `{root.name}/`; "

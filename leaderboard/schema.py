@@ -1,95 +1,65 @@
-"""The results JSON schema: the one place that knows what a results file looks like.
+"""The results schema: one typed :class:`Result`, its validator, and atomic reading and writing.
 
-Every training run writes exactly one results file; the leaderboard reads them all. This module
-validates such files (:func:`validate`), writes them atomically (:func:`write_results`), reads
-them back (:func:`read_results`) and walks a results tree (:func:`iter_results`). A violation
-raises :class:`SchemaError` (a ``ValueError``) whose message names the file, the field path
-(``task.num_examples``, ``history[2].dev.map``), what is wrong and what was expected.
+Every training run writes exactly one results file; the leaderboard reads them all. The schema is
+the dataclasses below: one field per JSON key, with a comment saying what it holds. A generic
+validator walks those dataclasses (required keys, types, bounds, unknown keys), then a few named
+rules check what types cannot say (:data:`RULES`). A violation raises :class:`SchemaError` (a
+``ValueError``) whose message names the file, the field path (``task.num_examples``,
+``history[2].dev.map``), what is wrong and what was expected; all problems are reported together.
 
-Schema version 1.0
-------------------
-Every key is required unless marked optional. ``int`` never accepts a boolean; ``number`` is an
-int or a float, never a boolean, never NaN or infinity (NaN/inf are never written either).
+Conventions: ``int`` never accepts a boolean; a number is an int or a float, never a boolean,
+never NaN or infinity. Free-form objects (``model.kwargs``, ``loss.kwargs``, ``config``,
+``extra``, ``identity``) must still be plain JSON. **Metrics are fractions** in [0, 1], except the
+names listed in ``extra.unbounded_metrics`` (a loss value, a count).
 
-``schema_version``  string ``"MAJOR.MINOR"``. Readers accept major 1 (``"1.x"``) and refuse any
-                    other major version.
-``task``            object:
-    ``name``, ``version``, ``dataset``, ``split``   non-empty strings
-    ``num_labels``, ``num_examples``                ints >= 1
-    ``data_fingerprint``  ``"sha256:"`` + 64 lowercase hex digits (compared as strings, so the
-                          lowercase ``hexdigest()`` spelling is the only one accepted)
-``model``           object: ``name`` non-empty string, ``kwargs`` object,
-                    ``num_parameters`` int >= 0
-``loss``            object: ``name`` non-empty string, ``preset`` non-empty string or null,
-                    ``kwargs`` object (the fully resolved hyper-parameters)
-``seed``            int
-``metrics``         non-empty object, metric name -> number. **Metrics are fractions**: every
-                    value must lie in [0, 1] (a 61.0 that should be 0.61 is caught here), except
-                    the names listed in ``extra.unbounded_metrics`` (a loss value, a count, ...).
-``higher_is_better``  object with exactly the keys of ``metrics``, boolean values
-``selection``       object: ``metric`` non-empty string (when ``history`` is non-empty it must
-                    be a key of every ``history[i].dev``), ``split`` must be ``"dev"`` (model
-                    selection never uses the evaluation split), ``epoch`` int >= 0 (0 means
-                    "before training" or "final"; an epoch >= 1 must have a ``history`` entry
-                    when ``history`` is non-empty)
-``threshold``       object: ``policy`` one of ``fixed``, ``dev_tuned``, ``per_class_dev_tuned``,
-                    ``loss_decide``; ``value`` a number, null, or a list of numbers (one per
-                    class, so its length is ``task.num_labels``)
-``history``         list (may be empty) of objects, epochs strictly increasing:
-    ``epoch``       int >= 1
-    ``train_loss``  number
-    ``dev``         object, metric name -> number
-    other keys      optional; each a number (``lr``) or an object name -> number (``dev_ema``)
-``config``          object: the resolved run config
-``env``             object: ``git_commit`` non-empty string (``"unknown"`` outside a checkout),
-                    ``git_dirty`` bool, ``torch``, ``accelerate``, ``device`` non-empty strings
-                    (``"cpu"``, ``"cuda:NVIDIA H100"``), ``world_size`` int >= 1,
-                    ``mixed_precision`` one of ``no``, ``bf16``, ``fp16``, ``fp8``
-``timing``          object: ``train_s``, ``eval_s``, ``examples_per_s`` numbers >= 0
-``created_at``      ISO-8601 timestamp with a timezone, e.g. ``"2026-11-22T03:40:00+00:00"``
-
-Optional top-level keys (any other top-level key is an error):
-
-``extra``           free-form object for run facts that have no field of their own (which
-                    weights were evaluated, e.g. EMA; counts; ...). One key has a meaning:
-                    ``extra.unbounded_metrics``, a list of metric names exempt from the [0, 1]
-                    rule.
-``scores_file``     string: path of the saved ``.npz`` of test scores, relative to the directory
-                    of the results file, with ``/`` separators and no ``..``.
-
-The free-form objects (``model.kwargs``, ``loss.kwargs``, ``config``, ``extra``) must still be
-plain JSON: string keys; values null, bool, int, finite float, string, list or object.
-
-Sections have no keys beyond those listed. A file whose minor version is newer than
-:data:`SCHEMA_VERSION` may carry keys that a later 1.x added; such keys are ignored rather than
-refused, which is what lets a 1.0 reader read a 1.1 file.
+Versions: ``schema_version`` is ``"MAJOR.MINOR"``; readers accept major 1 and refuse any other.
+1.1 added the optional ``run_id`` and ``identity`` (:mod:`mllb_core.identity`) and
+``threshold.per_class``; a 1.0 file is a valid 1.1 file, and its identity is derived from its
+sections. A file whose minor version is newer than :data:`SCHEMA_VERSION` may carry keys a later
+1.x added: they are ignored rather than refused (and dropped by :meth:`Result.to_dict`).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
 import json
 import math
 import os
 import pathlib
 import re
+import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 from mllb_core.errors import UserError
+from mllb_core.identity import TRAIN_KEYS, describe_difference, run_id, run_identity
 from mllb_core.io import write_json_atomic
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Env",
+    "Epoch",
+    "LossInfo",
+    "ModelInfo",
+    "Result",
     "SchemaError",
+    "Selection",
+    "TaskInfo",
+    "Threshold",
+    "Timing",
     "iter_results",
+    "load_result",
     "read_results",
     "validate",
     "write_json_atomic",
     "write_results",
 ]
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 _MAJOR, _MINOR = (int(part) for part in SCHEMA_VERSION.split("."))
 
 THRESHOLD_POLICIES = ("fixed", "dev_tuned", "per_class_dev_tuned", "loss_decide")
@@ -97,6 +67,7 @@ MIXED_PRECISION = ("no", "bf16", "fp16", "fp8")
 
 _VERSION_RE = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
 _FINGERPRINT_RE = re.compile(r"sha256:[0-9a-f]{64}")
+_RUN_ID_RE = re.compile(r"[0-9a-f]{16}")
 # A long error list helps nobody; the full list stays on SchemaError.errors.
 _MAX_LISTED_ERRORS = 20
 
@@ -127,7 +98,7 @@ def _raise(source: str, errors: Sequence[str]) -> NoReturn:
     raise SchemaError(message, source=source, errors=errors)
 
 
-# ----------------------------------------------------------------------------- value predicates
+# ----------------------------------------------------------------------------- value checks
 
 
 def _is_int(v: Any) -> bool:
@@ -135,12 +106,8 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _is_finite(v: Any) -> bool:
-    return _is_number(v) and math.isfinite(v)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _show(v: Any) -> str:
@@ -160,32 +127,6 @@ def _fail(path: str, expected: str, v: Any) -> str:
     return f"{path}: expected {expected}, got {_show(v)}"
 
 
-# A field check is (what is expected, in words; predicate). The words serve both the
-# "wrong value" and the "missing" message, so the two never disagree.
-_Check = tuple[str, Callable[[Any], bool]]
-
-
-def _non_empty_str() -> _Check:
-    return "a non-empty string", lambda v: isinstance(v, str) and bool(v.strip())
-
-
-def _int_at_least(lo: int) -> _Check:
-    return f"an integer >= {lo}", lambda v: _is_int(v) and v >= lo
-
-
-def _number_at_least(lo: float) -> _Check:
-    return f"a finite number >= {lo:g}", lambda v: _is_finite(v) and v >= lo
-
-
-def _one_of(choices: Sequence[str]) -> _Check:
-    return ("one of " + ", ".join(repr(c) for c in choices),
-            lambda v: isinstance(v, str) and v in choices)
-
-
-def _of_type(kind: type, words: str) -> _Check:
-    return words, lambda v: isinstance(v, kind)
-
-
 def _is_aware_timestamp(v: Any) -> bool:
     if not isinstance(v, str):
         return False
@@ -198,83 +139,313 @@ def _is_aware_timestamp(v: Any) -> bool:
     return parsed.tzinfo is not None and parsed.utcoffset() is not None
 
 
-_ANY: _Check = ("a value", lambda v: True)  # required key whose value the caller checks itself
-
-_TASK: dict[str, _Check] = {
-    "name": _non_empty_str(),
-    "version": _non_empty_str(),
-    "dataset": _non_empty_str(),
-    "split": _non_empty_str(),
-    "num_labels": _int_at_least(1),
-    "num_examples": _int_at_least(1),
-    "data_fingerprint": ("'sha256:' followed by 64 lowercase hex digits",
-                         lambda v: isinstance(v, str) and _FINGERPRINT_RE.fullmatch(v) is not None),
-}
-_MODEL: dict[str, _Check] = {
-    "name": _non_empty_str(),
-    "kwargs": _of_type(dict, "an object"),
-    "num_parameters": _int_at_least(0),
-}
-_LOSS: dict[str, _Check] = {
-    "name": _non_empty_str(),
-    "preset": ("a non-empty string or null",
-               lambda v: v is None or (isinstance(v, str) and bool(v.strip()))),
-    "kwargs": _of_type(dict, "an object"),
-}
-_SELECTION: dict[str, _Check] = {
-    "metric": _non_empty_str(),
-    "split": _ANY,
-    "epoch": _int_at_least(0),
-}
-_THRESHOLD: dict[str, _Check] = {
-    "policy": _one_of(THRESHOLD_POLICIES),
-    "value": _ANY,
-}
-_ENV: dict[str, _Check] = {
-    "git_commit": _non_empty_str(),
-    "git_dirty": _of_type(bool, "a boolean"),
-    "torch": _non_empty_str(),
-    "accelerate": _non_empty_str(),
-    "device": _non_empty_str(),
-    "world_size": _int_at_least(1),
-    "mixed_precision": _one_of(MIXED_PRECISION),
-}
-_TIMING: dict[str, _Check] = {
-    "train_s": _number_at_least(0),
-    "eval_s": _number_at_least(0),
-    "examples_per_s": _number_at_least(0),
-}
-_TOP_LEVEL = (
-    "schema_version", "task", "model", "loss", "seed", "metrics", "higher_is_better",
-    "selection", "threshold", "history", "config", "env", "timing", "created_at",
-)
-_TOP_LEVEL_OPTIONAL = ("extra", "scores_file")
+# A check is (what is expected, in words; predicate). The words serve both the "wrong value" and
+# the "missing" message, so the two never disagree.
+_Check = tuple[str, Callable[[Any], bool]]
+_TEXT: _Check = ("a non-empty string", lambda v: isinstance(v, str) and bool(v.strip()))
+_OBJECT: _Check = ("an object", lambda v: isinstance(v, dict))
+_BOOL: _Check = ("a boolean", lambda v: isinstance(v, bool))
+# Checked by a named rule (metrics, history, threshold values, ...), here only required.
+_BY_RULE: _Check = ("a value", lambda v: True)
 
 
-# ----------------------------------------------------------------------------- section checks
+def _at_least(lo: int) -> _Check:
+    return f"an integer >= {lo}", lambda v: _is_int(v) and v >= lo
 
 
-def _check_object(errs: list[str], path: str, obj: Any, fields: Mapping[str, _Check],
-                  strict: bool) -> dict | None:
-    """Check a fixed-key object; return it when it is an object at all, else None."""
+def _number_at_least(lo: float) -> _Check:
+    return f"a finite number >= {lo:g}", lambda v: _is_finite(v) and v >= lo
+
+
+def _one_of(choices: Sequence[str]) -> _Check:
+    return ("one of " + ", ".join(repr(c) for c in choices),
+            lambda v: isinstance(v, str) and v in choices)
+
+
+def _is_scores_path(v: Any) -> bool:
+    if not isinstance(v, str) or not v.endswith(".npz"):
+        return False
+    # Relative to the results file, so the results tree can be moved or copied as a whole.
+    return not (v.startswith("/") or "\\" in v or re.match(r"[A-Za-z]:", v)
+                or ".." in v.split("/"))
+
+
+_INT: _Check = ("an integer", _is_int)
+_PRESET: _Check = ("a non-empty string or null",
+                   lambda v: v is None or (isinstance(v, str) and bool(v.strip())))
+_FINGERPRINT: _Check = ("'sha256:' followed by 64 lowercase hex digits",
+                        lambda v: isinstance(v, str) and _FINGERPRINT_RE.fullmatch(v) is not None)
+_RUN_ID: _Check = ("16 lowercase hex digits",
+                   lambda v: isinstance(v, str) and _RUN_ID_RE.fullmatch(v) is not None)
+_TIMESTAMP: _Check = ("an ISO-8601 timestamp with a timezone, such as "
+                      "'2026-11-22T03:40:00+00:00'", _is_aware_timestamp)
+_SCORES_FILE: _Check = ("a relative path to a .npz file, with '/' separators and no '..'",
+                        _is_scores_path)
+_POLICY = _one_of(THRESHOLD_POLICIES)
+_PRECISION = _one_of(MIXED_PRECISION)
+_COUNT = _at_least(0)
+_POSITIVE = _at_least(1)
+_SECONDS = _number_at_least(0)
+
+
+# ----------------------------------------------------------------------------- the schema
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What was evaluated: the task, its data and the split the metrics are on."""
+
+    name: Annotated[str, _TEXT]  # registry name, e.g. "docred"
+    version: Annotated[str, _TEXT]  # bumped whenever numbers stop being comparable
+    dataset: Annotated[str, _TEXT]  # dataset variant, e.g. "re-docred", "coco128"
+    split: Annotated[str, _TEXT]  # the evaluation split of `metrics`, e.g. "test"
+    num_labels: Annotated[int, _POSITIVE]  # number of classes
+    num_examples: Annotated[int, _POSITIVE]  # examples of `split` (an image, a document)
+    # "sha256:" + 64 lowercase hex digits (compared as strings: only the hexdigest() spelling)
+    data_fingerprint: Annotated[str, _FINGERPRINT]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The network."""
+
+    name: Annotated[str, _TEXT]  # registry name
+    kwargs: Annotated[dict[str, Any], _OBJECT]  # resolved constructor options, the head included
+    num_parameters: Annotated[int, _COUNT]  # trainable and frozen parameters
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """The loss."""
+
+    name: Annotated[str, _TEXT]  # registry name
+    # the preset the run was launched with (a label; the values are in kwargs), or null
+    preset: Annotated[str | None, _PRESET]
+    kwargs: Annotated[dict[str, Any], _OBJECT]  # the fully resolved hyper-parameters
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How the reported weights were chosen."""
+
+    metric: Annotated[str, _TEXT]  # the task's primary metric; logged in every history[i].dev
+    split: Annotated[str, _BY_RULE]  # always "dev": selection never uses the evaluation split
+    epoch: Annotated[int, _COUNT]  # selected epoch; 0 = "before training" or "final"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The decision rule of the thresholded metrics (the JSON of a task's ``DecisionRule``)."""
+
+    policy: Annotated[str, _POLICY]  # how the rule was chosen
+    # one threshold, null (no thresholded metric), or (1.0 files) one per class
+    value: Annotated[float | list[float] | None, _BY_RULE]
+    # one threshold per class (len == task.num_labels), calibrated on dev; 1.1, optional
+    per_class: Annotated[list[float] | None, _BY_RULE] = None
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One entry of ``history``: the end of a training epoch (checked by a rule)."""
+
+    epoch: int  # >= 1, strictly increasing along history
+    train_loss: float  # mean training loss of the epoch, over all ranks
+    dev: dict[str, float]  # dev metrics, metric name -> value
+    # any other logged key: a number ("lr") or a number map ("dev_ema")
+    logged: dict[str, float | dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Epoch:
+        """An entry from its (validated) JSON object."""
+        rest = {k: copy.deepcopy(v) for k, v in d.items()
+                if k not in ("epoch", "train_loss", "dev")}
+        return cls(d["epoch"], d["train_loss"], dict(d["dev"]), rest)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object: ``epoch``, ``train_loss``, ``dev`` and the logged keys."""
+        return {"epoch": self.epoch, "train_loss": self.train_loss, "dev": dict(self.dev),
+                **copy.deepcopy(self.logged)}
+
+
+@dataclass(frozen=True)
+class Env:
+    """Where and with what code the run ran."""
+
+    git_commit: Annotated[str, _TEXT]  # "unknown" outside a checkout
+    git_dirty: Annotated[bool, _BOOL]  # uncommitted changes at launch
+    torch: Annotated[str, _TEXT]  # torch.__version__
+    accelerate: Annotated[str, _TEXT]  # accelerate.__version__
+    device: Annotated[str, _TEXT]  # "cpu", "cuda:NVIDIA H100 80GB HBM3"
+    world_size: Annotated[int, _POSITIVE]  # number of processes
+    mixed_precision: Annotated[str, _PRECISION]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall-clock cost."""
+
+    train_s: Annotated[float, _SECONDS]  # training seconds (all epochs)
+    eval_s: Annotated[float, _SECONDS]  # seconds of the final test evaluation
+    examples_per_s: Annotated[float, _SECONDS]  # training examples per second
+
+
+@dataclass(frozen=True)
+class Result:
+    """One results file: one training run (one task, model, loss, recipe and seed)."""
+
+    schema_version: Annotated[str, _BY_RULE]  # "MAJOR.MINOR"; readers accept major 1
+    task: TaskInfo
+    model: ModelInfo
+    loss: LossInfo
+    seed: Annotated[int, _INT]  # the run's seed
+    metrics: Annotated[dict[str, float], _BY_RULE]  # test metrics (fractions), name -> value
+    higher_is_better: Annotated[dict[str, bool], _BY_RULE]  # exactly the keys of metrics
+    selection: Selection
+    threshold: Threshold
+    history: Annotated[list[Epoch], _BY_RULE]  # one entry per evaluated epoch (may be empty)
+    config: Annotated[dict[str, Any], _OBJECT]  # the resolved run config
+    env: Env
+    timing: Timing
+    # ISO-8601 with a timezone, e.g. "2026-11-22T03:40:00+00:00"
+    created_at: Annotated[str, _TIMESTAMP]
+    # free-form run facts without a field of their own; `unbounded_metrics` lists the metric
+    # names exempt from the [0, 1] rule
+    extra: Annotated[dict[str, Any] | None, _OBJECT] = None
+    # saved test scores (.npz), relative to the results file's directory, '/'-separated, no '..'
+    scores_file: Annotated[str | None, _SCORES_FILE] = None
+    # 1.1: mllb_core.identity.run_id(identity); recomputed and compared when present
+    run_id: Annotated[str | None, _RUN_ID] = None
+    # 1.1: mllb_core.identity.run_identity(this result); recomputed and compared when present
+    identity: Annotated[dict[str, Any] | None, _OBJECT] = None
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str = "<results>") -> Result:
+        """Validate ``d`` (see :func:`validate`; raises :class:`SchemaError` naming ``source``)
+        and build the typed result. ``d`` is not modified and not aliased."""
+        validate(d, source)
+        return _build(cls, d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object (absent optional keys stay absent); ``from_dict`` reads it back."""
+        return _unbuild(self)
+
+    @functools.cached_property
+    def full_identity(self) -> dict[str, Any]:
+        """The run identity: the recorded one, else derived from the sections (1.0 files).
+
+        Old files whose config lacks a recipe key get that key as null, so they still group.
+        """
+        if self.identity is not None:
+            return self.identity
+        d = self.to_dict()
+        try:
+            return run_identity(d)
+        except KeyError:
+            d["config"] = {**{k: None for k in (*TRAIN_KEYS, "momentum")}, **d["config"]}
+            return run_identity(d)
+
+    @property
+    def full_run_id(self) -> str:
+        """The recorded ``run_id``, else the id of :attr:`full_identity`."""
+        return self.run_id or run_id(self.full_identity)
+
+    @functools.cached_property
+    def setting(self) -> dict[str, Any]:
+        """The identity minus the seed: runs sharing it are seeds of one leaderboard row."""
+        return {k: v for k, v in self.full_identity.items() if k != "seed"}
+
+    @property
+    def setting_id(self) -> str:
+        """``run_id`` of :attr:`setting`."""
+        return run_id(self.setting)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Field name -> type, with ``Annotated`` checks kept (resolved once per class)."""
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _check_of(cls: type, name: str) -> _Check:
+    return _hints(cls)[name].__metadata__[0]
+
+
+def _optional(f: dataclasses.Field) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def _build(cls: type, d: Mapping[str, Any]) -> Any:
+    """Dataclass ``cls`` from a validated JSON object, nested sections included."""
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            continue  # optional: the dataclass default
+        v, kind = d[f.name], _hints(cls)[f.name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[f.name] = _build(kind, v)
+        elif f.name == "history":
+            kwargs[f.name] = [Epoch.from_dict(e) for e in v]
+        else:
+            kwargs[f.name] = copy.deepcopy(v)
+    return cls(**kwargs)
+
+
+def _unbuild(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if v is None and _optional(f):
+            continue
+        if dataclasses.is_dataclass(v):
+            out[f.name] = _unbuild(v)
+        elif f.name == "history":
+            out[f.name] = [e.to_dict() for e in v]
+        else:
+            out[f.name] = copy.deepcopy(v)
+    return out
+
+
+# ----------------------------------------------------------------------------- generic validator
+
+
+def _check_fields(errs: list[str], path: str, obj: Any, cls: type, strict: bool) -> dict | None:
+    """Walk dataclass ``cls`` over ``obj``: required keys, checks, nested sections, unknown keys.
+
+    ``path`` "" is the top level. Returns ``obj`` when it is an object at all, else None.
+    """
     if not isinstance(obj, dict):
-        errs.append(_fail(path, "an object", obj))
+        errs.append(_fail(path or "(top level)", "a JSON object" if not path else "an object",
+                          obj))
         return None
-    for key, (expected, ok) in fields.items():
-        if key not in obj:
-            errs.append(f"{path}.{key}: missing (expected {expected})")
-        elif not ok(obj[key]):
-            errs.append(_fail(f"{path}.{key}", expected, obj[key]))
+    where = f"{path}." if path else ""
+    for f in dataclasses.fields(cls):
+        kind = _hints(cls)[f.name]
+        nested = dataclasses.is_dataclass(kind)
+        expected, ok = _OBJECT if nested else _check_of(cls, f.name)
+        if f.name not in obj:
+            if not _optional(f):
+                errs.append(f"{where}{f.name}: missing (expected {expected})" if path
+                            else f"{f.name}: missing required top-level key")
+        elif nested:
+            _check_fields(errs, f"{where}{f.name}", obj[f.name], kind, strict)
+        elif not ok(obj[f.name]):
+            errs.append(_fail(f"{where}{f.name}", expected, obj[f.name]))
     if strict:
+        names = [f.name for f in dataclasses.fields(cls)]
         for key in obj:
-            if key not in fields:
-                errs.append(f"{path}.{key}: unknown key (expected exactly: "
-                            f"{', '.join(fields)})")
+            if key in names:
+                continue
+            errs.append(f"{key}: unknown top-level key (put free-form data under 'extra')"
+                        if not path else
+                        f"{path}.{key}: unknown key (expected exactly: {', '.join(names)})")
     return obj
 
 
-def _check_json_value(errs: list[str], path: str, v: Any, _open: frozenset[int] = frozenset()
-                      ) -> None:
+def _check_json_value(errs: list[str], path: str, v: Any,
+                      _open: frozenset[int] = frozenset()) -> None:
     """Free-form data must survive json.dumps(allow_nan=False) and come back equal."""
     if v is None or isinstance(v, (bool, int, str)):
         return
@@ -319,13 +490,22 @@ def _check_number_map(errs: list[str], path: str, obj: Any, *, non_empty: bool =
     return good
 
 
+# ----------------------------------------------------------------------------- named rules
+# Each rule gets the error list and the whole object; a rule skips parts that are absent or of
+# the wrong type (the generic walk reports those), so one mistake gives one message.
+
+
+def _section(obj: dict, key: str) -> dict:
+    v = obj.get(key)
+    return v if isinstance(v, dict) else {}
+
+
 def _unbounded_metrics(errs: list[str], extra: Any) -> set[str]:
     if not isinstance(extra, dict) or "unbounded_metrics" not in extra:
         return set()
     names = extra["unbounded_metrics"]
-    expected = "a list of metric names"
     if not isinstance(names, list):
-        errs.append(_fail("extra.unbounded_metrics", expected, names))
+        errs.append(_fail("extra.unbounded_metrics", "a list of metric names", names))
         return set()
     good = set()
     for i, name in enumerate(names):
@@ -336,8 +516,9 @@ def _unbounded_metrics(errs: list[str], extra: Any) -> set[str]:
     return good
 
 
-def _check_metrics(errs: list[str], obj: dict) -> None:
-    """metrics and higher_is_better, whichever are present (absence is reported elsewhere)."""
+def rule_metrics_are_fractions(errs: list[str], obj: dict) -> None:
+    """metrics: finite numbers in [0, 1] unless listed in extra.unbounded_metrics;
+    higher_is_better: booleans for exactly the keys of metrics."""
     unbounded = _unbounded_metrics(errs, obj.get("extra"))
     if "metrics" in obj:
         metrics = _check_number_map(errs, "metrics", obj["metrics"], non_empty=True)
@@ -355,13 +536,13 @@ def _check_metrics(errs: list[str], obj: dict) -> None:
     # Compared only against a usable metrics object; an empty one is already reported.
     if isinstance(obj.get("metrics"), dict) and obj["metrics"]:
         missing = [k for k in obj["metrics"] if k not in hib]
-        extra = [k for k in hib if k not in obj["metrics"]]
-        if missing or extra:
+        unknown = [k for k in hib if k not in obj["metrics"]]
+        if missing or unknown:
             parts = []
             if missing:
                 parts.append("missing " + ", ".join(repr(k) for k in missing))
-            if extra:
-                parts.append("not in metrics " + ", ".join(repr(k) for k in extra))
+            if unknown:
+                parts.append("not in metrics " + ", ".join(repr(k) for k in unknown))
             errs.append("higher_is_better: keys must be exactly the keys of metrics; "
                         + "; ".join(parts))
     for key, v in hib.items():
@@ -369,28 +550,31 @@ def _check_metrics(errs: list[str], obj: dict) -> None:
             errs.append(_fail(f"higher_is_better.{key}", "a boolean", v))
 
 
-def _check_history(errs: list[str], history: Any) -> list[dict] | None:
-    """Return the history entries (objects only) when history is a list, else None."""
+def rule_history_epochs_increase(errs: list[str], obj: dict) -> None:
+    """history: a list of epoch objects (epoch >= 1 strictly increasing, finite train_loss,
+    dev a number map, other keys a number or a number map)."""
+    if "history" not in obj:
+        return
+    history = obj["history"]
     if not isinstance(history, list):
         errs.append(_fail("history", "a list of epoch objects (may be empty)", history))
-        return None
-    entries = []
-    previous_epoch = None
+        return
+    previous = None
     for i, entry in enumerate(history):
         path = f"history[{i}]"
         if not isinstance(entry, dict):
             errs.append(_fail(path, "an object", entry))
             continue
-        entries.append(entry)
-        _check_object(errs, path, entry, {
-            "epoch": _int_at_least(1),
-            "train_loss": ("a finite number", _is_finite),
-        }, strict=False)
+        for key, (expected, ok) in (("epoch", _at_least(1)),
+                                    ("train_loss", ("a finite number", _is_finite))):
+            if key not in entry:
+                errs.append(f"{path}.{key}: missing (expected {expected})")
+            elif not ok(entry[key]):
+                errs.append(_fail(f"{path}.{key}", expected, entry[key]))
         if "dev" in entry:
             _check_number_map(errs, f"{path}.dev", entry["dev"])
         else:
             errs.append(f"{path}.dev: missing (expected an object of metric name -> number)")
-        # Other keys are optional extras: a number ("lr") or a number map ("dev_ema").
         for key, v in entry.items():
             if key in ("epoch", "train_loss", "dev"):
                 continue
@@ -401,24 +585,23 @@ def _check_history(errs: list[str], history: Any) -> list[dict] | None:
                                   "name -> number", v))
         epoch = entry.get("epoch")
         if _is_int(epoch):
-            if previous_epoch is not None and epoch <= previous_epoch:
-                errs.append(f"{path}.epoch: {epoch} after epoch {previous_epoch} "
+            if previous is not None and epoch <= previous:
+                errs.append(f"{path}.epoch: {epoch} after epoch {previous} "
                             "(epochs must be strictly increasing)")
-            previous_epoch = epoch
-    return entries
+            previous = epoch
 
 
-def _check_selection(errs: list[str], selection: Any, history: list[dict] | None,
-                     strict: bool) -> None:
-    sel = _check_object(errs, "selection", selection, _SELECTION, strict)
-    if sel is None:
-        return
-    split = sel.get("split")
-    if "split" in sel and split != "dev":
+def rule_selection_on_dev(errs: list[str], obj: dict) -> None:
+    """selection.split is "dev"; selection.metric is logged every epoch; a selected epoch >= 1
+    has a history entry."""
+    sel = _section(obj, "selection")
+    if "split" in sel and sel["split"] != "dev":
         errs.append("selection.split must be 'dev' (model selection never uses the evaluation "
-                    f"split), got {split!r}")
-    if not history:
+                    f"split), got {sel['split']!r}")
+    history = obj.get("history")
+    if not isinstance(history, list) or not history:
         return
+    history = [e for e in history if isinstance(e, dict)]
     metric = sel.get("metric")
     if isinstance(metric, str) and metric:
         for i, entry in enumerate(history):
@@ -436,38 +619,83 @@ def _check_selection(errs: list[str], selection: Any, history: list[dict] | None
                     f"{epochs[0]}..{epochs[-1]}); use 0 for 'before training' or 'final'")
 
 
-def _check_threshold(errs: list[str], threshold: Any, num_labels: Any, strict: bool) -> None:
-    th = _check_object(errs, "threshold", threshold, _THRESHOLD, strict)
-    if th is None or "value" not in th:
-        return
-    value = th["value"]
+def rule_per_class_thresholds(errs: list[str], obj: dict) -> None:
+    """threshold.value is a number, null or a list; a per-class list (``value`` or
+    ``per_class``) has one finite number per class (task.num_labels)."""
+    th = _section(obj, "threshold")
+    num_labels = _section(obj, "task").get("num_labels")
     expected = "a finite number, null, or a list of finite numbers (one per class)"
-    if value is None or _is_finite(value):
+    for key in ("value", "per_class"):
+        if key not in th or th[key] is None or (key == "value" and _is_finite(th[key])):
+            continue
+        values = th[key]
+        if not isinstance(values, list):
+            errs.append(_fail(f"threshold.{key}", expected if key == "value"
+                              else "a list of finite numbers (one per class) or null", values))
+            continue
+        for i, v in enumerate(values):
+            if not _is_finite(v):
+                errs.append(_fail(f"threshold.{key}[{i}]", "a finite number", v))
+        if _is_int(num_labels) and len(values) != num_labels:
+            errs.append(f"threshold.{key}: {len(values)} per-class thresholds, but "
+                        f"task.num_labels is {num_labels}")
+
+
+def rule_free_form_is_json(errs: list[str], obj: dict) -> None:
+    """config, extra, identity and the kwargs are plain JSON; the engine's own config flags
+    have their types (keep_checkpoints, overwrite, debug: bool; leaderboard: bool or path)."""
+    # Checked here rather than by json.dumps(allow_nan=False), which names no path.
+    free_form = [(key, obj.get(key)) for key in ("config", "extra", "identity")]
+    free_form += [(f"{s}.kwargs", _section(obj, s).get("kwargs")) for s in ("model", "loss")]
+    for path, value in free_form:
+        if isinstance(value, dict):
+            _check_json_value(errs, path, value)
+    config = _section(obj, "config")
+    for key in ("keep_checkpoints", "overwrite", "debug"):
+        if key in config and not isinstance(config[key], bool):
+            errs.append(_fail(f"config.{key}", "a boolean", config[key]))
+    # 1.0 files store the leaderboard path (a string, "" for none); 1.1 a boolean.
+    if "leaderboard" in config and not isinstance(config["leaderboard"], (bool, str)):
+        errs.append(_fail("config.leaderboard", "a boolean or a string", config["leaderboard"]))
+
+
+def rule_identity_matches(errs: list[str], obj: dict) -> None:
+    """A recorded ``identity`` / ``run_id`` equals the one recomputed from the file's sections,
+    so a hand-edited or mislabelled results file cannot pass."""
+    recorded, rid = obj.get("identity"), obj.get("run_id")
+    if (recorded is None and rid is None) or errs:
+        return  # nothing recorded, or the sections themselves are already wrong
+    try:
+        derived = run_identity(obj)
+    except (KeyError, TypeError, ValueError) as e:
+        errs.append(f"identity: cannot be recomputed from the file's sections ({type(e).__name__}"
+                    f" {e}), so the recorded run identity cannot be checked")
         return
-    if not isinstance(value, list):
-        errs.append(_fail("threshold.value", expected, value))
-        return
-    for i, v in enumerate(value):
-        if not _is_finite(v):
-            errs.append(_fail(f"threshold.value[{i}]", "a finite number", v))
-    if _is_int(num_labels) and len(value) != num_labels:
-        errs.append(f"threshold.value: {len(value)} per-class thresholds, but task.num_labels "
-                    f"is {num_labels}")
+    derived_id = run_id(derived)
+    if isinstance(recorded, dict) and run_id(recorded) != derived_id:
+        ids = f"run_id {rid!r}" if rid is not None else f"identity {run_id(recorded)!r}"
+        errs.append(f"identity: the file records {ids}, but its sections give run_id "
+                    f"{derived_id!r} (recorded -> sections: "
+                    f"{describe_difference(recorded, derived)}); was the file edited by hand "
+                    "or mislabelled?")
+    elif rid is not None and rid != derived_id:
+        why = ("the recorded identity matches the sections, so the run_id itself is wrong"
+               if isinstance(recorded, dict) else "the file records no identity to compare")
+        errs.append(f"run_id: the file records {rid!r}, but its sections give {derived_id!r} "
+                    f"({why}); was the file edited by hand or mislabelled?")
 
 
-def _check_scores_file(errs: list[str], v: Any) -> None:
-    expected = "a relative path to a .npz file, with '/' separators and no '..'"
-    if not isinstance(v, str) or not v.endswith(".npz"):
-        errs.append(_fail("scores_file", expected, v))
-        return
-    parts = v.split("/")
-    # Relative to the results file, so the results tree can be moved or copied as a whole.
-    if v.startswith("/") or "\\" in v or re.match(r"[A-Za-z]:", v) or ".." in parts:
-        errs.append(_fail("scores_file", expected, v))
+# Applied in this order after the generic walk; rule_identity_matches runs only on an otherwise
+# valid object (its recomputation needs sound sections).
+RULES: tuple[Callable[[list[str], dict], None], ...] = (
+    rule_metrics_are_fractions, rule_history_epochs_increase, rule_selection_on_dev,
+    rule_per_class_thresholds, rule_free_form_is_json, rule_identity_matches)
 
 
-def _parse_version(errs: list[str], source: str, obj: dict) -> bool:
-    """Check schema_version; raise at once on a foreign major. Return True when strict."""
+def rule_major_version(errs: list[str], source: str, obj: dict) -> bool:
+    """schema_version is "MAJOR.MINOR" with this reader's major (anything else is refused at
+    once, alone: another major is another schema). Return True when unknown keys are errors
+    (minor <= this reader's; a newer minor may add keys, which are then ignored)."""
     if "schema_version" not in obj:
         errs.append(f"schema_version: missing (expected '{SCHEMA_VERSION}')")
         return True
@@ -477,13 +705,10 @@ def _parse_version(errs: list[str], source: str, obj: dict) -> bool:
         errs.append(_fail("schema_version", "a string 'MAJOR.MINOR' such as "
                           f"'{SCHEMA_VERSION}'", version))
         return True
-    major, minor = int(match[1]), int(match[2])
-    if major != _MAJOR:
-        # Nothing else is checked: another major version is another schema.
+    if int(match[1]) != _MAJOR:
         _raise(source, [f"unsupported schema_version {version!r} "
                         f"(this reader understands {_MAJOR}.x)"])
-    # A newer minor may add keys this reader does not know; they are ignored, not refused.
-    return minor <= _MINOR
+    return int(match[2]) <= _MINOR
 
 
 # ----------------------------------------------------------------------------- public API
@@ -499,75 +724,32 @@ def validate(obj: Any, source: str = "<results>") -> None:
     errs: list[str] = []
     if not isinstance(obj, dict):
         _raise(source, [_fail("(top level)", "a JSON object", obj)])
-    strict = _parse_version(errs, source, obj)
-
-    missing = [k for k in _TOP_LEVEL if k not in obj]
-    for key in missing:
-        errs.append(f"{key}: missing required top-level key")
-    if strict:
-        allowed = set(_TOP_LEVEL) | set(_TOP_LEVEL_OPTIONAL)
-        for key in obj:
-            if key not in allowed:
-                errs.append(f"{key}: unknown top-level key (put free-form data under 'extra')")
-
-    task = _check_object(errs, "task", obj["task"], _TASK, strict) if "task" in obj else None
-    if "model" in obj:
-        _check_object(errs, "model", obj["model"], _MODEL, strict)
-    if "loss" in obj:
-        _check_object(errs, "loss", obj["loss"], _LOSS, strict)
-    if "seed" in obj and not _is_int(obj["seed"]):
-        errs.append(_fail("seed", "an integer", obj["seed"]))
-    _check_metrics(errs, obj)
-    history = _check_history(errs, obj["history"]) if "history" in obj else None
-    if "selection" in obj:
-        _check_selection(errs, obj["selection"], history, strict)
-    if "threshold" in obj:
-        _check_threshold(errs, obj["threshold"], (task or {}).get("num_labels"), strict)
-    if "config" in obj and not isinstance(obj["config"], dict):
-        errs.append(_fail("config", "an object", obj["config"]))
-    if "env" in obj:
-        _check_object(errs, "env", obj["env"], _ENV, strict)
-    if "timing" in obj:
-        _check_object(errs, "timing", obj["timing"], _TIMING, strict)
-    if "created_at" in obj and not _is_aware_timestamp(obj["created_at"]):
-        errs.append(_fail("created_at", "an ISO-8601 timestamp with a timezone, such as "
-                          "'2026-11-22T03:40:00+00:00'", obj["created_at"]))
-    if "extra" in obj and not isinstance(obj["extra"], dict):
-        errs.append(_fail("extra", "an object", obj["extra"]))
-    if "scores_file" in obj:
-        _check_scores_file(errs, obj["scores_file"])
-
-    # Free-form parts: only JSON-ness is checked, so NaN in a config is caught with its path
-    # here rather than by json.dumps(allow_nan=False) without one.
-    free_form = [("config", obj.get("config")), ("extra", obj.get("extra"))]
-    for section in ("model", "loss"):
-        if isinstance(obj.get(section), dict):
-            free_form.append((f"{section}.kwargs", obj[section].get("kwargs")))
-    for path, value in free_form:
-        if isinstance(value, dict):
-            _check_json_value(errs, path, value)
-
+    strict = rule_major_version(errs, source, obj)
+    _check_fields(errs, "", obj, Result, strict)
+    for rule in RULES:
+        rule(errs, obj)
     if errs:
         _raise(source, errs)
 
 
-def write_results(path: str | os.PathLike[str], obj: dict) -> pathlib.Path:
-    """Validate ``obj`` and write it atomically to ``path`` (see :func:`write_json_atomic`).
+def write_results(path: str | os.PathLike[str], obj: Result | dict) -> pathlib.Path:
+    """Validate ``obj`` (a :class:`Result` or its dict) and write it atomically to ``path``.
 
     Raises :class:`SchemaError` before touching the filesystem when ``obj`` is invalid or its
-    ``schema_version`` is not this module's :data:`SCHEMA_VERSION` (a writer writes only the
-    version it knows). Returns the path written.
+    ``schema_version`` is not :data:`SCHEMA_VERSION` (a writer writes only the version it
+    knows). Returns the path written (see :func:`mllb_core.io.write_json_atomic`).
     """
     source = os.fspath(path)
-    validate(obj, source=source)
-    if obj["schema_version"] != SCHEMA_VERSION:
+    data = obj.to_dict() if isinstance(obj, Result) else obj
+    validate(data, source=source)
+    if data["schema_version"] != SCHEMA_VERSION:
         _raise(source, [f"schema_version: this writer writes {SCHEMA_VERSION!r}, "
-                        f"got {obj['schema_version']!r}"])
-    return write_json_atomic(path, obj)
+                        f"got {data['schema_version']!r}"])
+    return write_json_atomic(path, data)
 
 
 def read_results(path: str | os.PathLike[str]) -> dict:
-    """Read and validate one results file; return the object.
+    """Read and validate one results file; return the object (a dict).
 
     Raises :class:`SchemaError` naming the file: with line and column for invalid JSON, or
     the schema problems. ``OSError`` (e.g. a missing file) propagates unchanged.
@@ -585,6 +767,11 @@ def read_results(path: str | os.PathLike[str]) -> dict:
                           source=source) from e
     validate(obj, source=source)
     return obj
+
+
+def load_result(path: str | os.PathLike[str]) -> Result:
+    """Read, validate and type one results file (see :func:`read_results`)."""
+    return _build(Result, read_results(path))
 
 
 def iter_results(root: str | os.PathLike[str]

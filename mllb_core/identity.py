@@ -101,6 +101,12 @@ def describe_difference(a: Mapping[str, Any], b: Mapping[str, Any], limit: int =
         head, _, sub = key.partition(".kwargs.")
         va = a.get(f"{head}.kwargs", {}).get(sub, "<absent>") if sub else a.get(key, "<absent>")
         vb = b.get(f"{head}.kwargs", {}).get(sub, "<absent>") if sub else b.get(key, "<absent>")
-        parts.append(f"{key}: {va!r} -> {vb!r}")
+        parts.append(f"{key}: {_short(va)} -> {_short(vb)}")
     more = len(differing_keys(a, b)) - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _short(value: Any) -> str:
+    # a data fingerprint is 71 characters; its first 12 hex digits tell two apart
+    text = repr(value)
+    return text if len(text) <= 40 else text[:24] + "...'"

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import math
+import statistics
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from leaderboard.__main__ import main
-from leaderboard.render import build, paired_bootstrap, seed_interval
+from leaderboard.render import build
+from leaderboard.schema import Result, SchemaError, Threshold, read_results
+from leaderboard.stats import paired_bootstrap, seed_interval
+from leaderboard.table import DuplicateRunError, distinguishing_suffixes, sweep_table
+from mllb_core.identity import run_id, run_identity
 
 FIX = Path(__file__).parent / "fixtures" / "leaderboard"
 
@@ -133,8 +140,158 @@ def test_a_preset_of_the_baseline_loss_is_the_baseline(tmp_path: Path) -> None:
 def test_tuned_thresholds_are_shown_as_a_range() -> None:
     from leaderboard.render import _thresholds
 
-    runs = [{"threshold": {"policy": "dev_tuned", "value": v}} for v in (0.41956, 0.38, 0.5)]
-    runs.append({"threshold": {"policy": "fixed", "value": 0.5}})
-    assert _thresholds(runs) == "dev_tuned 0.38-0.5 over runs, fixed 0.5"
-    runs = [{"threshold": {"policy": "per_class_dev_tuned", "value": [0.1, 0.2]}}]
-    assert _thresholds(runs) == "per_class_dev_tuned (per class or unset)"
+    rules = [Threshold("dev_tuned", v) for v in (0.41956, 0.38, 0.5)]
+    rules.append(Threshold("fixed", 0.5))
+    assert _thresholds(rules) == "dev_tuned 0.38-0.5 over runs, fixed 0.5"
+    assert _thresholds([Threshold("per_class_dev_tuned", [0.1, 0.2])]) == (
+        "per_class_dev_tuned (per class or unset)")
+    assert _thresholds([Threshold("per_class_dev_tuned", 0.5, per_class=[0.1, 0.2])]) == (
+        "per_class_dev_tuned (per class or unset)")
+
+
+# ----------------------------------------------------------------------------- rows = settings
+
+
+def _run(loss: str, seed: int, *, epochs: int = 2, value: float | None = None,
+         **loss_kwargs: float) -> dict:
+    """A fixture run (synthetic v1) edited into another run: seed, epochs (config and a history
+    of that length), test map and loss hyper-parameters."""
+    src = FIX / "synthetic" / f"tiny_mlp__{loss}__seed0.json"
+    res = json.loads(src.read_text(encoding="utf-8"))
+    res["seed"] = res["config"]["seed"] = seed
+    res["config"]["epochs"] = res["extra"]["epochs_run"] = epochs
+    last = res["history"][-1]
+    res["history"] = [{**copy.deepcopy(last), "epoch": e} for e in range(1, epochs + 1)]
+    res["selection"]["epoch"] = epochs
+    if value is not None:
+        res["metrics"]["map"] = value
+    res["loss"]["kwargs"].update(loss_kwargs)
+    return res
+
+
+def _write(root: Path, runs: dict[str, dict]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, res in runs.items():
+        (root / name).write_text(json.dumps(res), encoding="utf-8")
+    return root
+
+
+def _line(text: str, start: str) -> str:
+    lines = [line for line in text.splitlines() if line.startswith(start)]
+    assert len(lines) == 1, (start, lines)
+    return lines[0]
+
+
+def _pct(values: list[float]) -> str:
+    """mean ± sample std in %, computed independently of the renderer."""
+    if len(values) == 1:
+        return f"{100 * values[0]:.2f}"
+    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
+
+
+def test_runs_with_different_epochs_are_never_pooled(tmp_path: Path) -> None:
+    # the reported bug: one 1-epoch run and two 10-epoch runs of bce became one
+    # "37.14 ± 15.93"-style row with n = 3
+    root = _write(tmp_path / "r", {
+        "bce0.json": _run("bce", 0, epochs=1, value=0.10),
+        "bce1.json": _run("bce", 1, epochs=10, value=0.45),
+        "bce2.json": _run("bce", 2, epochs=10, value=0.47),
+        "asl1.json": _run("asl", 1, epochs=10, value=0.50),
+        "asl2.json": _run("asl", 2, epochs=10, value=0.49),
+    })
+    text = build(root)
+    one = _line(text, "| tiny_mlp | bce (epochs=1) |")
+    ten = _line(text, "| tiny_mlp | bce (epochs=10) |")
+    assert one.startswith(f"| tiny_mlp | bce (epochs=1) | 1 | {_pct([0.10])} |")
+    assert ten.startswith(f"| tiny_mlp | bce (epochs=10) | 2 | {_pct([0.45, 0.47])} |")
+    assert _pct([0.10, 0.45, 0.47]) not in text
+    assert "| 3 |" not in text and "3 rows, 5 runs" in text
+    assert "| baseline |" in one and "| baseline |" in ten  # each bce recipe is a baseline
+    # asl (10 epochs) is compared with the 10-epoch bce: paired seed differences 0.05, 0.02
+    asl = _line(text, "| tiny_mlp | asl |")
+    assert f"| {100 * statistics.mean([0.05, 0.02]):+.2f} [" in asl
+
+
+def test_same_run_twice_is_an_error_naming_both_files(tmp_path: Path, capsys) -> None:
+    run = _run("bce", 0)
+    root = _write(tmp_path / "r", {"a.json": run, "b.json": run})
+    with pytest.raises(DuplicateRunError) as info:
+        build(root)
+    message = str(info.value)
+    assert str(root / "a.json") in message and str(root / "b.json") in message
+    assert Result.from_dict(run).full_run_id in message
+    assert main([str(root), "-o", str(tmp_path / "LB.md")]) == 2
+    assert "b.json" in capsys.readouterr().err
+
+
+def test_loss_hyper_parameters_get_a_readable_suffix(tmp_path: Path) -> None:
+    root = _write(tmp_path / "r", {
+        "asl3.json": _run("asl", 0, gamma_neg=3.0), "asl4.json": _run("asl", 0, gamma_neg=4.0),
+        "bce.json": _run("bce", 0)})
+    text = build(root)
+    _line(text, "| tiny_mlp | asl (loss.gamma_neg=3.0) | 1 |")
+    _line(text, "| tiny_mlp | asl (loss.gamma_neg=4.0) | 1 |")
+    _line(text, "| tiny_mlp | bce | 1 |")  # alone under its label: no suffix
+
+
+def test_a_1_0_file_and_a_1_1_file_of_one_setting_share_a_row(tmp_path: Path) -> None:
+    new = _run("bce", 1)
+    new["schema_version"] = "1.1"
+    new["identity"] = run_identity(new)
+    new["run_id"] = run_id(new["identity"])
+    root = _write(tmp_path / "r", {"old.json": _run("bce", 0), "new.json": new})
+    _line(build(root), "| tiny_mlp | bce | 2 |")
+
+
+def test_distinguishing_suffixes() -> None:
+    base = {"loss.name": "asl", "loss.kwargs": {"gamma_neg": 4.0, "clip": 0.05},
+            "train.epochs": 10, "train.lr": 0.001, "task.data_fingerprint": "sha256:" + "ab" * 32}
+    other = copy.deepcopy(base)
+    other["loss.kwargs"]["gamma_neg"] = 3
+    other["train.epochs"] = 1
+    assert distinguishing_suffixes([base, other]) == [
+        " (loss.gamma_neg=4.0, epochs=10)", " (loss.gamma_neg=3, epochs=1)"]
+    many = copy.deepcopy(other)
+    many["task.data_fingerprint"] = "sha256:" + "cd" * 32
+    many["train.lr"] = 0.1
+    many["loss.kwargs"]["new_option"] = "a-very-long-string-value"
+    assert distinguishing_suffixes([base, many]) == [
+        " (loss.gamma_neg=4.0, loss.new_option=absent, data=abababab, …)",
+        " (loss.gamma_neg=3, loss.new_option=a-very-long…, data=cdcdcdcd, …)"]
+    assert distinguishing_suffixes([base]) == [""]
+
+
+# ----------------------------------------------------------------------------- sweep_table
+
+
+def test_sweep_table_groups_by_setting_with_primary_metric_first() -> None:
+    files = sorted((FIX / "synthetic").glob("*.json"))
+    results: list = [read_results(p) for p in files]  # cells skipped because already on disk
+    results[0] = Result.from_dict(results[0])  # ... mixed with fresh ones
+    table = sweep_table(results)
+    lines = table.splitlines()
+    assert lines[0] == ("synthetic (v1, synthetic-12l-missing0-seed0): test split, metrics in %, "
+                        "mean ± std over seeds")
+    assert lines[2] == "| model | loss | n | map ↑ | CF1 ↑ | CP ↑ | CR ↑ | OF1 ↑ | train s |"
+    raw = [json.loads(p.read_text(encoding="utf-8")) for p in files]
+    for loss in ("aam", "asl", "bce"):
+        runs = [r for r in raw if r["loss"]["name"] == loss]
+        cells = [_pct([r["metrics"][m] for r in runs]) for m in ("map", "CF1", "CP", "CR", "OF1")]
+        train = statistics.mean(r["timing"]["train_s"] for r in runs)
+        _line(table, f"| tiny_mlp | {loss} | {len(runs)} | " + " | ".join(cells)
+              + f" | {train:.1f} |")
+    assert table.endswith("|\n") and len(lines) == 4 + 3
+
+
+def test_sweep_table_never_pools_and_refuses_duplicates() -> None:
+    runs = [_run("bce", 0, epochs=1, value=0.1), _run("bce", 1, epochs=10, value=0.45),
+            _run("bce", 2, epochs=10, value=0.47)]
+    table = sweep_table(runs)
+    assert f"| tiny_mlp | bce (epochs=10) | 2 | {_pct([0.45, 0.47])} |" in table
+    assert f"| tiny_mlp | bce (epochs=1) | 1 | {_pct([0.1])} |" in table
+    with pytest.raises(DuplicateRunError, match=r"<result 1>: the same run as <result 0>"):
+        sweep_table([runs[0], copy.deepcopy(runs[0])])
+    with pytest.raises(SchemaError, match=r"cell\.json: selection\.split"):
+        sweep_table([{**runs[0], "selection": {"metric": "map", "split": "test", "epoch": 1}}],
+                    sources=["cell.json"])
+    assert sweep_table([]) == ""

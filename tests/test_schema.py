@@ -17,20 +17,23 @@ import pytest
 
 from leaderboard.schema import (
     SCHEMA_VERSION,
+    Result,
     SchemaError,
     iter_results,
+    load_result,
     read_results,
     validate,
     write_results,
 )
 from mllb_core import io as atomic_io
+from mllb_core.identity import run_id, run_identity
 from mllb_core.io import write_json_atomic
 
 
 def valid_results() -> dict[str, Any]:
     """A realistic results object: APL on Re-DocRED, selected on dev Ign F1 at epoch 3."""
     return {
-        "schema_version": "1.0",
+        "schema_version": "1.1",
         "task": {
             "name": "docred",
             "version": "1",
@@ -348,7 +351,7 @@ def test_invalid_object_is_not_written(tmp_path: Path) -> None:
 
 def test_writer_writes_only_its_own_version(tmp_path: Path) -> None:
     obj = valid_results()
-    obj["schema_version"] = "1.1"
+    obj["schema_version"] = "1.0"
     validate(obj)  # a reader accepts it ...
     with pytest.raises(SchemaError, match=f"this writer writes '{SCHEMA_VERSION}'"):
         write_results(tmp_path / "r.json", obj)  # ... but this writer does not produce it
@@ -496,3 +499,163 @@ def test_iter_results_refuses_a_missing_root(tmp_path: Path) -> None:
     (tmp_path / "file.json").write_text("{}", encoding="utf-8")
     with pytest.raises(NotADirectoryError):
         list(iter_results(tmp_path / "file.json"))
+
+
+# ----------------------------------------------------------------------------- 1.1: typed Result
+
+FIXTURE = Path(__file__).parent / "fixtures" / "leaderboard" / "synthetic" / (
+    "tiny_mlp__bce__seed0.json")
+
+
+def engine_result() -> dict[str, Any]:
+    """A 1.1 results object as the engine writes it: identity and run_id recorded."""
+    obj = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    obj["schema_version"] = "1.1"
+    obj["identity"] = run_identity(obj)
+    obj["run_id"] = run_id(obj["identity"])
+    return obj
+
+
+def test_result_round_trip_and_typed_attributes() -> None:
+    obj = valid_results()
+    result = Result.from_dict(obj, "r.json")
+    assert result.to_dict() == obj
+    assert result.task.num_labels == 96 and result.loss.preset == "apl_docred"
+    assert result.selection.metric == "ign_f1" and result.threshold.value == 0.42
+    assert result.history[1].dev == {"f1": 0.55, "ign_f1": 0.53}
+    assert result.history[1].logged == {"lr": 3e-5, "dev_ema": {"f1": 0.56, "ign_f1": 0.54}}
+    assert result.env.world_size == 1 and result.timing.train_s == 812.4
+    obj["config"]["epochs"] = 99  # the Result is a copy, not a view
+    assert result.config["epochs"] == 3
+    del obj["extra"], obj["scores_file"]
+    obj["config"]["epochs"] = 3
+    assert Result.from_dict(obj).to_dict() == obj  # absent optional keys stay absent
+    with pytest.raises(SchemaError, match=r"^r\.json: selection\.split must be 'dev'"):
+        Result.from_dict({**obj, "selection": {"metric": "f1", "split": "test", "epoch": 3}},
+                         "r.json")
+
+
+def test_write_and_load_a_result(tmp_path: Path) -> None:
+    result = Result.from_dict(engine_result())
+    path = write_results(tmp_path / "r.json", result)
+    assert json.loads(path.read_text(encoding="utf-8")) == engine_result()
+    assert load_result(path) == result
+
+
+def test_identity_recomputed_for_a_1_0_file() -> None:
+    obj = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    assert obj["schema_version"] == "1.0" and "identity" not in obj
+    result = Result.from_dict(obj)
+    assert result.identity is None and result.run_id is None
+    ident = result.full_identity
+    # read off the file by hand: the recipe, the loss, and the task options minus paths
+    assert ident["train.epochs"] == 2 and ident["train.lr"] == 0.002
+    assert ident["loss.name"] == "bce" and ident["loss.kwargs"] == obj["loss"]["kwargs"]
+    assert ident["task.kwargs"] == obj["extra"]["task_kwargs"] and ident["seed"] == 0
+    assert result.full_run_id == run_id(run_identity(obj))
+    assert "seed" not in result.setting and len(result.setting) == len(ident) - 1
+    other = copy.deepcopy(obj)
+    other["seed"] = 7
+    assert Result.from_dict(other).setting_id == result.setting_id
+    assert Result.from_dict(other).full_run_id != result.full_run_id
+
+
+def test_identity_of_an_old_file_missing_recipe_keys() -> None:
+    # valid_results()'s config predates several recipe keys; it still gets a (partial) identity
+    result = Result.from_dict(valid_results())
+    assert result.full_identity["train.lr"] is None
+    assert result.full_identity["train.epochs"] == 3
+
+
+def test_engine_result_with_identity_passes() -> None:
+    validate(engine_result())
+    assert Result.from_dict(engine_result()).full_identity == engine_result()["identity"]
+
+
+def _refused(obj: dict[str, Any]) -> SchemaError:
+    with pytest.raises(SchemaError) as info:
+        validate(obj, source="runs/r.json")
+    assert len(info.value.errors) == 1, info.value.errors
+    return info.value
+
+
+def test_hand_edited_section_is_refused() -> None:
+    obj = engine_result()
+    recorded = obj["run_id"]
+    obj["config"]["epochs"] = 10  # the run trained 2 epochs; someone relabels the file
+    message = str(_refused(obj))
+    derived = run_id(run_identity(obj))
+    assert message.startswith("runs/r.json: identity: ")
+    assert recorded in message and derived in message and recorded != derived
+    assert "train.epochs: 2 -> 10" in message
+
+
+def test_mislabelled_loss_kwargs_are_named() -> None:
+    obj = engine_result()
+    obj["loss"]["kwargs"]["reduction"] = "sum"
+    assert "loss.kwargs.reduction: 'mean' -> 'sum'" in str(_refused(obj))
+
+
+def test_edited_run_id_is_refused() -> None:
+    obj = engine_result()
+    right = obj["run_id"]
+    obj["run_id"] = "0123456789abcdef"
+    message = str(_refused(obj))
+    assert message.startswith("runs/r.json: run_id: ")
+    assert "'0123456789abcdef'" in message and repr(right) in message
+    assert "the recorded identity matches the sections" in message
+
+
+def test_run_id_without_identity_is_checked() -> None:
+    obj = engine_result()
+    del obj["identity"]
+    validate(obj)
+    obj["seed"] = 1
+    message = str(_refused(obj))
+    assert repr(run_id(run_identity(obj))) in message and "records no identity" in message
+
+
+def test_identity_that_cannot_be_recomputed() -> None:
+    obj = engine_result()
+    del obj["config"]["lr"]
+    assert "identity: cannot be recomputed" in str(_refused(obj))
+
+
+V11_MUTATIONS = [
+    ("run_id not hex", _set("run_id", "XYZ"), ["run_id", "16 lowercase hex digits"]),
+    ("identity not an object", _set("identity", ["a"]), ["identity", "an object"]),
+    ("per_class too short", _set("threshold.per_class", [0.5, 0.4]),
+     ["threshold.per_class: 2 per-class thresholds, but task.num_labels is 96"]),
+    ("per_class NaN", _set("threshold.per_class", [0.5] * 95 + [math.nan]),
+     ["threshold.per_class[95]"]),
+    ("per_class not a list", _set("threshold.per_class", 0.5), ["threshold.per_class"]),
+    ("threshold unknown key", _set("threshold.classes", 3), ["threshold.classes: unknown key"]),
+    ("keep_checkpoints string", _set("config.keep_checkpoints", "yes"),
+     ["config.keep_checkpoints", "a boolean"]),
+    ("overwrite int", _set("config.overwrite", 1), ["config.overwrite"]),
+    ("debug null", _set("config.debug", None), ["config.debug"]),
+    ("leaderboard number", _set("config.leaderboard", 1), ["config.leaderboard",
+                                                           "a boolean or a string"]),
+]
+
+
+@pytest.mark.parametrize(("mutate", "fragments"), [m[1:] for m in V11_MUTATIONS],
+                         ids=[m[0] for m in V11_MUTATIONS])
+def test_v11_mutation_raises(mutate: Callable[[dict], None], fragments: list[str]) -> None:
+    error = _validate_mutated(mutate)
+    assert len(error.errors) == 1, error.errors
+    for fragment in fragments:
+        assert fragment in str(error)
+
+
+def test_v11_optional_keys_accepted() -> None:
+    obj = valid_results()
+    obj["threshold"] = {"policy": "per_class_dev_tuned", "value": 0.5, "per_class": [0.3] * 96}
+    obj["config"].update(keep_checkpoints=False, overwrite=True, debug=False, leaderboard=True)
+    validate(obj)
+    assert Result.from_dict(obj).threshold.per_class == [0.3] * 96
+    obj["config"]["leaderboard"] = "LEADERBOARD.md"  # 1.0 files store the path
+    obj["threshold"]["per_class"] = None
+    validate(obj)
+    obj["schema_version"] = "1.0"  # a 1.0 file with the 1.1 keys is read the same way
+    validate(obj)
