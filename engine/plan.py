@@ -1,0 +1,131 @@
+"""Plan a sweep: build and validate every cell and compute its run identity before training.
+
+A cell is one (task, model, loss, seed) run. Planning builds each distinct task once (the data
+fingerprint is part of the identity), each loss (its fully resolved hyper-parameters), checks the
+model name and arguments, the output directory and any existing results file: a results file of
+the same name but another ``run_id`` stops the sweep here, before anything trains.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from leaderboard.schema import read_results
+from losses import create_loss
+from mllb_core.checkpoint import Checkpoints
+from mllb_core.errors import UserError
+from mllb_core.identity import describe_difference, run_id, run_identity
+from mllb_core.progress import heartbeat
+from mllb_core.runconfig import ConfigError, RunConfig
+from models import HEAD_FOR_INPUT_KIND, MODELS, create_model
+from tasks import Task, create_task
+
+
+@dataclass
+class Cell:
+    """One planned run: its config, built task and loss, identity and output paths."""
+
+    cfg: RunConfig
+    task: Task
+    loss_fn: torch.nn.Module
+    model_name: str
+    model_kwargs: dict[str, Any]
+    sections: dict[str, Any]  # the results sections the identity is computed from
+    run_id: str
+    path: Path  # the results file
+    ckpt: Checkpoints
+    finished: dict[str, Any] | None = None  # the existing results of the same run_id
+
+
+def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[Cell]:
+    """Validate every cell (registries, options, output dir, existing results) before training.
+
+    Raises UserError naming the cell and what is wrong: a typo in the last loss of a sweep or a
+    results file of another run is found before the first cell trains.
+    """
+    tasks: dict[str, Task] = {}
+    built: set[str] = set()
+    cells = []
+    for cfg in cfgs:
+        if cfg.batch_size % acc.num_processes or cfg.eval_batch_size % acc.num_processes:
+            raise ConfigError(f"--batch_size {cfg.batch_size} and --eval_batch_size "
+                              f"{cfg.eval_batch_size} must be multiples of the {acc.num_processes}"
+                              f" processes (they are global batches, split over the processes)")
+        task_kwargs = {**cfg.task_kwargs, **({"data_dir": cfg.data_dir} if cfg.data_dir else {})}
+        key = repr((cfg.task, sorted(task_kwargs.items())))
+        if key not in tasks:
+            with heartbeat(f"preparing task {cfg.task}", enabled=acc.is_main_process):
+                tasks[key] = create_task(cfg.task, **task_kwargs)
+        task = tasks[key]
+        try:
+            loss_fn = create_loss(cfg.loss_name, preset=cfg.loss_preset, **cfg.loss_kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--loss {cfg.loss}: {exc}") from None
+        model_name = cfg.model or task.default_model
+        model_kwargs = {**task.model_kwargs(), "head": HEAD_FOR_INPUT_KIND[loss_fn.input_kind],
+                        **cfg.model_kwargs}
+        check_model(model_name, task.num_labels, model_kwargs, built)
+        sections = {
+            "task": {"name": task.name, "version": task.version, "dataset": task.dataset_name,
+                     "data_fingerprint": task.data_fingerprint()},
+            "model": {"name": model_name, "kwargs": model_kwargs},
+            "loss": {"name": loss_fn.name, "preset": loss_fn.preset, "kwargs": loss_fn.hparams},
+            "seed": int(cfg.seed), "config": cfg.to_dict(), "env": env,
+            "extra": {"task_kwargs": task.kwargs}}
+        identity = run_identity(sections)
+        stem = f"{model_name}__{cfg.cell_label()}"
+        out = Path(cfg.output_dir)
+        cell = Cell(cfg, task, loss_fn, model_name, model_kwargs,
+                    {**sections, "identity": identity}, run_id(identity),
+                    out / task.name / f"{stem}.json",
+                    Checkpoints(out / "checkpoints" / task.name / stem))
+        if cell.path.exists():
+            old = read_results(cell.path)
+            old_identity = old.get("identity") or run_identity(old)
+            if run_id(old_identity) == cell.run_id:
+                cell.finished = old
+            elif not cfg.overwrite:
+                raise UserError(
+                    f"{cell.path} holds the results of another run (run_id {run_id(old_identity)}"
+                    f", this one {cell.run_id}): {describe_difference(old_identity, identity)}. "
+                    f"Use another --output_dir, or --overwrite to replace them")
+        check_writable(cell.path.parent)
+        cells.append(cell)
+    return cells
+
+
+def check_model(name: str, num_labels: int, kwargs: dict[str, Any], built: set[str]) -> None:
+    """Build the model once per distinct (name, arguments) of a sweep, on the CPU, and drop it.
+
+    The only complete check of its arguments: factories pass ``**kwargs`` through, so a typo
+    would otherwise surface when that cell starts training, after the cells before it.
+    """
+    key = repr((name, sorted(kwargs.items())))
+    if key in built:
+        return
+    MODELS.get(name)  # an unknown name: RegistryError with a suggestion
+    try:
+        create_model(name, num_labels, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{exc} (the --model.<arg> options)") from None
+    built.add(key)
+
+
+def check_writable(directory: Path) -> None:
+    """Create ``directory`` and a file in it now, not after the first epoch."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".mllb-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"output directory {directory} is not writable: {exc.strerror}") from None
+
+
+
