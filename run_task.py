@@ -40,7 +40,7 @@ from engine.outputs import (
 from engine.plan import Cell, plan
 from engine.recipe import prepare
 from mllb_core.errors import UserError
-from mllb_core.runconfig import HelpRequested, cell_argv, debug_requested, parse_config
+from mllb_core.runconfig import ConfigError, HelpRequested, cell_argv, debug_requested, parse_config
 from models import auxiliary_loss
 from tasks import Task
 
@@ -209,12 +209,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for cell in base.cells():
             print(" ".join(["accelerate", "launch", "run_task.py", *cell_argv(argv, cell)]))
         return []
-    acc = Accelerator(mixed_precision=base.mixed_precision,
-                      gradient_accumulation_steps=base.grad_accum,
-                      log_with=[t for t in base.report_to.split(",") if t] or None,
-                      project_dir=base.output_dir,
-                      dataloader_config=DataLoaderConfiguration(split_batches=True,
-                                                                use_seedable_sampler=True))
+    try:
+        acc = Accelerator(mixed_precision=base.mixed_precision,
+                          gradient_accumulation_steps=base.grad_accum,
+                          log_with=[t for t in base.report_to.split(",") if t] or None,
+                          project_dir=base.output_dir,
+                          dataloader_config=DataLoaderConfiguration(split_batches=True,
+                                                                    use_seedable_sampler=True))
+    except ValueError as exc:  # accelerate's own check of the trackers and the precision
+        raise ConfigError(f"--report_to / --mixed_precision: {exc}") from exc
     cells = plan(base.cells(), acc, environment(acc))  # everything validated before training
     done = []
     for cell in cells:

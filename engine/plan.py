@@ -61,12 +61,12 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
         key = repr((cfg.task, sorted(task_kwargs.items())))
         if key not in tasks:
             with heartbeat(f"preparing task {cfg.task}", enabled=acc.is_main_process):
-                tasks[key] = create_task(cfg.task, **task_kwargs)
+                tasks[key] = build_task(cfg.task, task_kwargs)
         task = tasks[key]
         try:
             loss_fn = create_loss(cfg.loss_name, preset=cfg.loss_preset, **cfg.loss_kwargs)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"--loss {cfg.loss}: {exc}") from None
+        except (TypeError, ValueError, KeyError) as exc:  # KeyError: an unknown preset
+            raise ConfigError(f"--loss {cfg.loss}: {exc.args[0] if exc.args else exc}") from exc
         model_name = cfg.model or task.default_model
         model_kwargs = {**task.model_kwargs(), "head": HEAD_FOR_INPUT_KIND[loss_fn.input_kind],
                         **cfg.model_kwargs}
@@ -100,6 +100,26 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
     return cells
 
 
+def build_task(name: str, kwargs: dict[str, Any]) -> Task:
+    """``create_task`` with the task's own option and data errors as one UserError.
+
+    A task refuses a bad option with ValueError/TypeError and missing data with OSError (its
+    message names the option or path); a split without a single row is refused here.
+    """
+    try:
+        task = create_task(name, **kwargs)
+    except UserError:
+        raise
+    except (TypeError, ValueError, OSError) as exc:
+        text = str(exc) if str(exc).startswith(f"task {name!r}") else f"task {name!r}: {exc}"
+        raise UserError(f"{text} (the --task.<arg> options)") from exc
+    for split in ("train", "dev", "test"):
+        if task.num_rows(split) == 0:
+            raise UserError(f"task {name!r} ({task.dataset_name}): the {split} split has no "
+                            f"examples; training and selection need all three splits")
+    return task
+
+
 def check_model(name: str, num_labels: int, kwargs: dict[str, Any], built: set[str]) -> None:
     """Build the model once per distinct (name, arguments) of a sweep, on the CPU, and drop it.
 
@@ -113,7 +133,7 @@ def check_model(name: str, num_labels: int, kwargs: dict[str, Any], built: set[s
     try:
         create_model(name, num_labels, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{exc} (the --model.<arg> options)") from None
+        raise ConfigError(f"{exc} (the --model.<arg> options)") from exc
     built.add(key)
 
 

@@ -214,6 +214,10 @@ def test_two_processes_train_exactly_like_one(tmp_path: Path, launch_two_cpu_pro
     (["--model", "tiny_mpl"], "unknown model 'tiny_mpl'"),
     (["--model.widht", "3"], "unexpected keyword argument 'widht' (the --model.<arg> options)"),
     (["--task", "synthtic"], "unknown task 'synthtic'"),
+    (["--task.missing_rate", "2"], "task 'synthetic': missing_rate must be in [0, 1), got 2"),
+    (["--task.foo", "1"], "task 'synthetic': got an unexpected keyword argument 'foo'"),
+    (["--loss", "apl@nope"], "unknown loss preset 'nope'"),
+    (["--report_to", "nope"], "Unsupported logging capability: nope"),
     (["--batch_size", "33", "--eval_batch_size", "40"], None),  # fine on one process
 ])
 def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, monkeypatch, capsys,
@@ -250,6 +254,20 @@ def test_data_format_error_is_one_line(tmp_path: Path, monkeypatch, capsys) -> N
                         "--output_dir", str(tmp_path / "out"))
     assert code == 2 and "Traceback" not in err and str(bad) in err, err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+
+
+def test_missing_data_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    code, _, err = _cli(monkeypatch, capsys, "--task", "docred", "--data_dir",
+                        str(tmp_path / "nowhere"), "--output_dir", str(tmp_path / "out"))
+    assert code == 2 and "nowhere is not a directory" in err and "Traceback" not in err, err
+
+
+def test_a_split_without_examples_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    one = tmp_path / "one.json"
+    one.write_text('[{"text": "a b", "labels": ["x"]}]')
+    code, _, err = _cli(monkeypatch, capsys, "--task", "text_multilabel", "--task.json_file",
+                        str(one), "--model", "tiny_lsan", "--output_dir", str(tmp_path / "out"))
+    assert code == 2 and "every split needs examples" in err and "Traceback" not in err, err
 
 
 def test_unwritable_output_dir_fails_before_training(tmp_path: Path, monkeypatch,

@@ -105,6 +105,9 @@ class TextMultilabelTask(Task):
 
     def _setup(self, splits: dict[str, list[TextExample]], max_len: int, min_freq: int,
                vectors: str, unseen_labels: str, tokenizer: str) -> None:
+        sizes = {s: len(exs) for s, exs in splits.items()}
+        if not all(sizes.values()):  # a handful of documents resplit 7:1:2 leaves a split empty
+            raise TextDataError(f"{self.dataset_name}: every split needs examples, got {sizes}")
         key = hashlib.sha256(json.dumps([self.name, self.version, self.kwargs, [
             (s, [(e.id, e.text, e.labels) for e in exs]) for s, exs in sorted(splits.items())]],
             sort_keys=True).encode()).hexdigest()[:20]
