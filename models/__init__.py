@@ -5,7 +5,7 @@ its module imported on first use (``create_model("tiny_lsan", ...)`` imports ``m
 transformers or the image models). The names of the heavy modules below
 (``HEAD_FOR_INPUT_KIND``, ``ImageClassifier``, ...) stay importable from ``models`` and load their
 module when first asked for. Add a built-in model here, one line, next to its
-``@MODELS.register(name)``; ``tests/test_registry.py`` checks that the two agree.
+``@MODELS.register(name)``; ``tests/test_core/test_registry.py`` checks that the two agree.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 ``import tasks`` imports only the Task contract (``tasks.base``): each built-in task is declared
 by name and imported on first use (``create_task("coco")`` imports the image task, and with it
 torchvision; ``create_task("synthetic")`` does not). Add a built-in here, one line, next to its
-``@TASKS.register(name)``; ``tests/test_registry.py`` checks that the two agree.
+``@TASKS.register(name)``; ``tests/test_core/test_registry.py`` checks that the two agree.
 """
 
 from tasks.base import SPLITS, TASKS, Task, create_task

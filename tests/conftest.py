@@ -39,8 +39,8 @@ def launch_two_cpu_processes():
     if shutil.which("accelerate") is None:
         pytest.skip("accelerate CLI not installed")
 
-    def launch(*args: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    def launch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", **(env or {})}
         cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
                "1", "--mixed_precision", "no", "--dynamo_backend", "no", "run_task.py", *args]
         proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=env,

@@ -3,9 +3,9 @@
 Each example is installed the way the README says: its ```python blocks (each starting with a
 ``# my_pkg/<file>.py`` comment) are written to a package directory, its ```toml block's entry
 points become a (fake) installed distribution, and the registry loads the plugin from there.
-The loss then runs through every check of ``tests/test_loss_contract.py`` and the model through
-those of ``tests/test_model_contract.py``; both are finally trained one step together on the
-synthetic task, as ``run_task.py --model ... --loss ...`` would.
+The loss then runs through every check of ``tests/test_losses/test_loss_contract.py`` and the model
+through those of ``tests/test_models/test_model_contract.py``; both are finally trained one step
+together on the synthetic task, as ``run_task.py --model ... --loss ...`` would.
 """
 
 from __future__ import annotations
@@ -26,10 +26,15 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
-import test_loss_contract as loss_contract
-import test_model_contract as model_contract
-
 ROOT = Path(__file__).resolve().parents[1]
+# the contract suites live in tests/losses and tests/models (the tests mirror the packages)
+for _suite in ("test_losses", "test_models"):
+    if str(ROOT / "tests" / _suite) not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests" / _suite))
+
+import test_loss_contract as loss_contract  # noqa: E402
+import test_model_contract as model_contract  # noqa: E402
+
 README = ROOT / "README.md"
 LOSS_HEADING = "### Add your own loss"
 MODEL_HEADING = "### Add your own model"

@@ -33,8 +33,8 @@ from tasks.base import (
     check_task_class,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures"
-README = Path(__file__).resolve().parents[1] / "README.md"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 # The README's "Add your own task" example, exactly (a test checks the README holds it).
 README_EXAMPLE = '''\
@@ -66,6 +66,7 @@ class ToyBlobsTask(ArrayTask):
 
 task = create_task("toy_blobs", seed=1)
 print(task.num_labels, task.kwargs, task.higher_is_better)
+assert task.num_labels == 6 and task.kwargs["seed"] == 1 and task.higher_is_better["map"]
 '''
 
 

@@ -26,7 +26,7 @@ from tasks.text_classification.data import (
 )
 from tasks.text_classification.task import NAMED
 
-AAPD = Path(__file__).parent / "fixtures" / "aapd_mini"
+AAPD = Path(__file__).resolve().parents[1] / "fixtures" / "aapd_mini"
 
 
 @pytest.fixture(autouse=True)

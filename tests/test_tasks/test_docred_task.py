@@ -22,7 +22,7 @@ from tasks.docred import data as D
 from tasks.docred.scorer import DocREDFormatError
 from tasks.docred.task import SHARED, tune_threshold
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures" / "docred_task"
 META = FIX / "meta"
 

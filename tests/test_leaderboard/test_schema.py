@@ -503,7 +503,7 @@ def test_iter_results_refuses_a_missing_root(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- 1.1: typed Result
 
-FIXTURE = Path(__file__).parent / "fixtures" / "leaderboard" / "synthetic" / (
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "leaderboard" / "synthetic" / (
     "tiny_mlp__bce__seed0.json")
 
 

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from tasks.base import SHARED_DATA
 from tasks.docred.scorer import DocREDFormatError, score
 
-FIX = Path(__file__).parent / "fixtures" / "docred_mini"
-REDOCRED = Path(__file__).resolve().parents[2] / "shared" / "data" / "docred" / "redocred"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "docred_mini"
+REDOCRED = SHARED_DATA / "docred" / "redocred"
 
 
 def _load(name: str):
@@ -87,7 +88,7 @@ def test_cli_prints_one_json_object(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "tasks.docred.scorer", "--pred", str(FIX / "pred.json"),
            "--gold", str(FIX / "gold.json"), "--train", str(FIX / "train.json")]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     got = json.loads(out.stdout)
     keys = {"precision", "recall", "f1", "ign_f1", "evidence_f1", "intra_f1", "inter_f1"}
     assert keys <= set(got)
@@ -96,7 +97,7 @@ def test_cli_prints_one_json_object(tmp_path: Path) -> None:
     bad.write_text('[{"title": "A", "h_idx": 0}]')
     cmd[4] = str(bad)
     out = subprocess.run(cmd, capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 2 and "record 0: field 't_idx': missing" in out.stderr
     assert out.stdout == ""
 

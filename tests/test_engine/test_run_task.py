@@ -18,7 +18,7 @@ from losses import LOSSES, MultiLabelLoss
 from losses.functional import bce_loss
 from mllb_core.runconfig import RunConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--model", "tiny_mlp", "--task.num_train", "256", "--task.num_dev", "64",
         "--task.num_test", "97", "--task.num_labels", "12", "--task.avg_positives", "2",
         "--task.num_features", "16", "--epochs", "2", "--batch_size", "32",

@@ -22,7 +22,7 @@ from mllb_core.checkpoint import MARKER, CheckpointError
 from mllb_core.errors import UserError
 from mllb_core.progress import heartbeat
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--model", "tiny_mlp", "--task.num_train", "256", "--task.num_dev", "64",
         "--task.num_test", "97", "--task.num_labels", "12", "--task.avg_positives", "2",
         "--task.num_features", "16", "--epochs", "3", "--batch_size", "32",
@@ -199,6 +199,48 @@ def test_two_processes_train_exactly_like_one(tmp_path: Path, launch_two_cpu_pro
         np.testing.assert_allclose(b["scores"], a["scores"], atol=1e-5, rtol=0)
         for h1, h2 in zip(res["history"], double["history"], strict=True):
             assert h2["train_loss"] == pytest.approx(h1["train_loss"], rel=1e-5)
+
+
+# 5. a slow rank cannot race the checkpoint: the marker waits for every rank's files
+SLOW_RANK_1 = """
+import os, time
+import accelerate.accelerator as acc_module  # save_state calls the name bound here
+
+_save = acc_module.save_accelerator_state
+
+
+def _slow(*args, **kwargs):
+    if os.environ.get("RANK") == "1":
+        time.sleep(0.3)
+        open(os.environ["MLLB_SLOW_RANK_LOG"], "a").write("delayed ")
+    return _save(*args, **kwargs)
+
+
+acc_module.save_accelerator_state = _slow
+"""
+
+
+def test_ddp_checkpoints_with_a_slow_rank_resume_exactly(tmp_path: Path,
+                                                         launch_two_cpu_processes) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_RANK_1)
+    log = tmp_path / "delays.log"
+    env = {"PYTHONPATH": str(site), "MLLB_SLOW_RANK_LOG": str(log)}
+    args = [*TINY, "--epochs", "2"]
+    launch_two_cpu_processes(*args, "--output_dir", str(tmp_path / "straight"), env=env)
+    launch_two_cpu_processes(*args, "--output_dir", str(tmp_path / "b"), "--stop_after_epoch",
+                             "1", env=env)
+    marker = json.loads((_ckpt_root(tmp_path / "b") / "epoch-0001" / MARKER).read_text())
+    assert marker["world_size"] == 2
+    assert {"random_states_0.pkl", "random_states_1.pkl"} <= set(marker["files"])
+    launch_two_cpu_processes(*args, "--output_dir", str(tmp_path / "b"), "--resume", env=env)
+    assert log.read_text().count("delayed") == 2 + 1 + 1  # the slow rank really was slow
+    name = "tiny_mlp__asl_adaptive__seed0.json"
+    straight = read_results(tmp_path / "straight" / "synthetic" / name)
+    resumed = read_results(tmp_path / "b" / "synthetic" / name)
+    assert resumed["metrics"] == straight["metrics"]
+    assert resumed["history"] == straight["history"]
 
 
 # 8. one clear message and exit code 2 for every user error, validated before training

@@ -18,7 +18,7 @@ from leaderboard.stats import paired_bootstrap, seed_interval
 from leaderboard.table import DuplicateRunError, distinguishing_suffixes, sweep_table
 from mllb_core.identity import run_id, run_identity
 
-FIX = Path(__file__).parent / "fixtures" / "leaderboard"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "leaderboard"
 
 
 def test_golden_markdown(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_bootstrap_path_uses_saved_scores(tmp_path: Path) -> None:
 
 
 def test_committed_leaderboard_is_reproduced_from_results(tmp_path: Path) -> None:
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "LEADERBOARD.md"
     assert main([str(repo / "results"), "-o", str(out), "--figures",
                  str(tmp_path / "figures" / "leaderboard")]) == 0

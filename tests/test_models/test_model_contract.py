@@ -122,7 +122,7 @@ def batch_for(model: nn.Module, n: int) -> dict[str, Tensor]:
     signature = input_signature(model)
     if signature not in INPUTS:
         pytest.fail(f"{type(model).__name__}.forward{signature}: no input factory for this "
-                    f"signature; add one to INPUTS in tests/test_model_contract.py")
+                    f"signature; add one to INPUTS in tests/test_models/test_model_contract.py")
     batch = INPUTS[signature](n)
     # optional inputs (DocRED's ner_ids) go only to a forward that takes them
     params = inspect.signature(model.forward).parameters

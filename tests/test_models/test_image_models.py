@@ -24,12 +24,13 @@ from models.image import (
     load_efficientnet_lite0_package,
     map_state_dict_in_order,
 )
+from tasks.base import SHARED_DATA
 
 LABELS = 7
 TINY = {"num_groups": 3, "embed_dim": 16, "ff_dim": 32}  # ML-Decoder sizes for direct builds
 COMBOS = [("gap", "linear"), ("gap", "cosine"), ("ml_decoder", "linear"),
           ("ml_decoder", "cosine"), ("association", "linear")]
-COCO = Path(__file__).resolve().parents[2] / "shared/data/coco128_lightly/images/train2017"
+COCO = SHARED_DATA / "coco128_lightly/images/train2017"
 ZEBRA = COCO / "000000000034.jpg"  # one zebra grazing on grass, filling the frame
 IMAGENET_ZEBRA = 340
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCES = ROOT / "leaderboard" / "references.yaml"
 PAPERS_DIR = ROOT.parent / "shared" / "papers"
 

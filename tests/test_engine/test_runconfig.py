@@ -21,7 +21,7 @@ from mllb_core.runconfig import (
     parse_config,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- command line: every rule, one ConfigError naming the option ------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # every top-level package of the repository but the tests ships (run_task.py imports them)
 PACKAGES = tuple(sorted(p.parent.name for p in ROOT.glob("*/__init__.py")
                         if p.parent.name not in ("tests", "benchmarks")))

@@ -12,7 +12,7 @@ import pytest
 from losses import RegistryError
 from losses.figures import CurveSpec, build_loss, curve_data, main, parse_spec
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
