@@ -30,13 +30,7 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from engine.outputs import (
-    disk_guard,
-    environment,
-    refresh_leaderboard,
-    results_of,
-    write_outputs,
-)
+from engine.outputs import disk_guard, environment, refresh_leaderboard, results_of, write_outputs
 from engine.plan import Cell, plan
 from engine.recipe import prepare
 from mllb_core.errors import UserError
