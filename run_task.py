@@ -35,7 +35,7 @@ from engine.plan import Cell, plan
 from engine.recipe import prepare
 from mllb_core.errors import UserError
 from mllb_core.runconfig import ConfigError, HelpRequested, cell_argv, debug_requested, parse_config
-from models import auxiliary_loss
+from models import auxiliary_loss, frozen_parameters
 from tasks import Task
 
 # Measured (benchmarks/loop_overhead.py): AcceleratedOptimizer.step asks is_lomo_available(), an
@@ -109,6 +109,7 @@ def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
         model.train()
         loss_fn.train()
         train_dl.set_epoch(epoch)  # the seedable sampler: order depends on (seed, epoch) only
+        frozen = frozen_parameters(acc.unwrap_model(model), epoch)  # e.g. MRN's embeddings
         t0, total, n_seen = time.perf_counter(), 0.0, 0
         bar = tqdm(train_dl, desc=f"{stem} epoch {epoch}", leave=False,
                    disable=not acc.is_local_main_process)
@@ -128,6 +129,8 @@ def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
                         f"complete checkpoint: {cell.ckpt.latest_complete()} (epoch "
                         f"{state.epoch})")
                 acc.backward(loss * scale if scale != 1 else loss)
+                for p in frozen if acc.sync_gradients else ():  # as requires_grad=False would
+                    p.grad = None
                 if cfg.grad_clip and acc.sync_gradients:
                     acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
@@ -191,7 +194,7 @@ def dev_metrics(acc: Accelerator, task: Task, model: torch.nn.Module, loss_fn: t
                 loader: DataLoader, split: str, desc: str) -> tuple[dict[str, float], Any]:
     """Dev metrics under the decision rule calibrated on those same dev predictions."""
     index, scores, _ = predict(acc, task, model, loss_fn, loader, desc)
-    rule = task.calibrate(index, scores)
+    rule = task.calibrate(index, scores, declared=loss_fn.decision_rule())
     return task.evaluate(split, index, scores, rule), rule
 
 

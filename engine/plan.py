@@ -67,6 +67,7 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
             loss_fn = create_loss(cfg.loss_name, preset=cfg.loss_preset, **cfg.loss_kwargs)
         except (TypeError, ValueError, KeyError) as exc:  # KeyError: an unknown preset
             raise ConfigError(f"--loss {cfg.loss}: {exc.args[0] if exc.args else exc}") from exc
+        task.check_declared_rule(loss_fn.decision_rule())
         model_name = cfg.model or task.default_model
         model_kwargs = {**task.model_kwargs(), "head": HEAD_FOR_INPUT_KIND[loss_fn.input_kind],
                         **cfg.model_kwargs}

@@ -15,25 +15,49 @@ from mllb_core.runconfig import RunConfig
 from models import create_model
 
 
+def param_groups(model: torch.nn.Module, lr: float) -> list[dict[str, Any]]:
+    """The model's own parameter groups (``model.param_groups(lr)``, e.g. a pretrained encoder at
+    a lower learning rate than its head), or one group; every parameter exactly once."""
+    declare = getattr(model, "param_groups", None)
+    if declare is None:
+        return [{"params": list(model.parameters())}]
+    groups = declare(lr)
+    seen = [id(p) for g in groups for p in g["params"]]
+    if sorted(seen) != sorted(id(p) for p in model.parameters()):
+        raise ValueError(f"{type(model).__name__}.param_groups must list every parameter of the "
+                         f"model exactly once ({len(seen)} listed, "
+                         f"{sum(1 for _ in model.parameters())} in the model)")
+    return groups
+
+
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """AdamW / Adam / SGD over the model's parameters."""
-    params, wd = model.parameters(), cfg.weight_decay
+    """AdamW / Adam / SGD over the model's parameter groups (default lr: ``cfg.lr``)."""
+    groups, wd = param_groups(model, cfg.lr), cfg.weight_decay
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
     return {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg.optimizer](
-        params, lr=cfg.lr, weight_decay=wd)
+        groups, lr=cfg.lr, weight_decay=wd, eps=cfg.adam_eps)
 
 
 def make_scheduler(cfg: RunConfig, opt: torch.optim.Optimizer, total: int
                    ) -> torch.optim.lr_scheduler.LRScheduler:
-    """OneCycle, or warm-up then cosine / linear decay / constant, over ``total`` steps."""
+    """OneCycle, warm-up then cosine / linear decay / constant, or StepLR, over ``total`` steps.
+
+    Every schedule scales each parameter group's own learning rate. ``step`` multiplies it by
+    ``step_gamma`` every ``step_size`` epochs, as torch's StepLR stepped once per epoch (no
+    warm-up): the loop steps schedules per optimizer step, so the epoch is ``step // per_epoch``.
+    """
     warm = max(1, int(cfg.warmup_ratio * total))
     if cfg.scheduler == "onecycle":
         pct = max(cfg.warmup_ratio, 1e-3)
         if math.isclose(pct * total, 1.0):  # OneCycleLR divides by pct_start * total - 1
             pct = min(1.5 / total, 0.75)
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
-                                                   pct_start=pct)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=pct)
+    if cfg.scheduler == "step":
+        per_epoch = max(1, total // cfg.epochs)
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: cfg.step_gamma ** ((s // per_epoch) // cfg.step_size))
     shape = {"cosine": lambda f: 0.5 * (1 + math.cos(math.pi * f)),
              "linear_warmup": lambda f: 1 - f, "constant": lambda f: 1.0}[cfg.scheduler]
     return torch.optim.lr_scheduler.LambdaLR(

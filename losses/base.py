@@ -96,6 +96,16 @@ class MultiLabelLoss(nn.Module):
         """Loss of logits [N, C] (cosines if ``input_kind == "cosine"``) vs targets [N, C]."""
         return type(self).functional(logits, targets, **self._hparams)
 
+    def decision_rule(self) -> dict[str, Any] | None:
+        """The decision rule this loss was trained for, or None (the task tunes its own).
+
+        A loss that builds its decision into training (ATLOP's adaptive threshold: a label is
+        predicted when it scores above the threshold class) returns it as data, e.g.
+        ``{"policy": "threshold_class", "threshold_index": 0, "top_k": 4}``; a task that lists
+        the policy in ``Task.declared_rules`` applies it instead of tuning a threshold.
+        """
+        return None
+
     def probabilities(self, outputs: Tensor) -> Tensor:
         """Model outputs [N, C] -> probabilities [N, C] in float32 (for metrics/thresholds)."""
         return torch.sigmoid(outputs.float())

@@ -15,7 +15,8 @@ every key below:
 - ``train.*``: optimizer, lr, weight decay, momentum (SGD only), scheduler, warm-up ratio, epochs,
   global and per-device batch size, gradient accumulation, clipping, EMA decay, early-stopping
   patience, mixed precision, world size, data-loader workers (augmentation RNG streams depend on
-  them), compile mode (when recorded);
+  them); where they act, the Adam epsilon (when not 1e-8), the step schedule's size and factor
+  and the compile mode;
 - ``seed``.
 
 Not part of it: output paths, ``resume``, ``stop_after_epoch``, logging, ``eval_batch_size``
@@ -62,6 +63,12 @@ def run_identity(result: Mapping[str, Any]) -> dict[str, Any]:
         ident[f"train.{key}"] = cfg[key]
     if cfg["optimizer"] == "sgd":
         ident["train.momentum"] = cfg["momentum"]
+    # options added later count only where they act and differ from the old behaviour, so the
+    # run ids of earlier results stay what they were
+    if cfg["optimizer"] != "sgd" and cfg.get("adam_eps", 1e-8) != 1e-8:
+        ident["train.adam_eps"] = cfg["adam_eps"]
+    if cfg["scheduler"] == "step":
+        ident["train.step_size"], ident["train.step_gamma"] = cfg["step_size"], cfg["step_gamma"]
     ident["train.per_device_batch_size"] = int(cfg["batch_size"]) // max(world, 1)
     ident["train.mixed_precision"] = env["mixed_precision"]
     ident["train.world_size"] = world

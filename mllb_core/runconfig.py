@@ -39,7 +39,7 @@ _SPEC = importlib.util.find_spec("tasks")
 TASKS_DIR = Path(next(iter(_SPEC.submodule_search_locations))) if _SPEC else Path("tasks")
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULERS = ("onecycle", "cosine", "linear_warmup", "constant")
+SCHEDULERS = ("onecycle", "cosine", "linear_warmup", "constant", "step")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 _MAX_SEED = 2**32  # numpy's seed range, which accelerate's set_seed also seeds
 
@@ -146,6 +146,13 @@ class RunConfig:
         "train", "learning-rate schedule over all optimizer steps", choices=SCHEDULERS))
     warmup_ratio: float = field(default=0.1, metadata=_doc(
         "train", "fraction of the optimizer steps spent warming up", bounds=Bounds(0, 1)))
+    step_size: int = field(default=10, metadata=_doc(
+        "train", "scheduler 'step': epochs between two learning-rate decays (torch StepLR)",
+        bounds=Bounds(1)))
+    step_gamma: float = field(default=0.1, metadata=_doc(
+        "train", "scheduler 'step': factor of each decay", bounds=Bounds(0, 1, lo_open=True)))
+    adam_eps: float = field(default=1e-8, metadata=_doc(
+        "train", "epsilon of adam / adamw (ATLOP uses 1e-6)", bounds=Bounds(0, lo_open=True)))
     grad_clip: float = field(default=0.0, metadata=_doc(
         "train", "max gradient norm; 0 disables clipping", bounds=Bounds(0)))
     ema_decay: float = field(default=0.0, metadata=_doc(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from models.registry import MODELS, auxiliary_loss, create_model
+from models.registry import MODELS, auxiliary_loss, create_model, frozen_parameters
 
 # name -> "module:attr" of every built-in model; the module's decorator replaces the placeholder
 BUILTIN_MODELS = {
@@ -84,6 +84,7 @@ __all__ = [
     "create_head",
     "create_model",
     "create_spatial_head",
+    "frozen_parameters",
     "load_efficientnet_lite0_package",
     "load_pretrained",
 ]

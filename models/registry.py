@@ -43,3 +43,17 @@ def auxiliary_loss(model: nn.Module) -> Tensor | None:
             total = aux if total is None else total + aux
             module.aux_loss = None
     return total
+
+
+def frozen_parameters(model: nn.Module, epoch: int) -> list[nn.Parameter]:
+    """Parameters to keep fixed during ``epoch`` (1-based): ``model.frozen_parameters(epoch)``.
+
+    Protocol: a model that trains some weights only from a given epoch on (MRN unfreezes its
+    word embeddings at epoch 50) defines ``frozen_parameters(epoch) -> list[Parameter]``. The
+    loop drops their gradients before the optimizer step, which is what ``requires_grad=False``
+    does (the optimizer skips a parameter without a gradient: no update, no weight decay, no
+    moment update) while DDP keeps a fixed set of parameters to synchronize. Empty when the
+    model does not define it.
+    """
+    declare = getattr(model, "frozen_parameters", None)
+    return [] if declare is None else list(declare(epoch))

@@ -21,7 +21,7 @@ import hashlib
 import inspect
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -115,6 +115,8 @@ class Task(abc.ABC):
     version: ClassVar[str]
     primary_metric: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]
+    # the loss-declared decision-rule policies calibrate() can apply (e.g. "threshold_class")
+    declared_rules: ClassVar[tuple[str, ...]] = ()
     default_model: ClassVar[str]
     num_labels: int
     dataset_name: str
@@ -160,12 +162,24 @@ class Task(abc.ABC):
         """The uncalibrated decision rule ``evaluate`` uses when given none (fixed 0.5)."""
         return DecisionRule()
 
-    def calibrate(self, index: Tensor, scores: Tensor) -> DecisionRule:
+    def calibrate(self, index: Tensor, scores: Tensor,
+                  declared: Mapping[str, Any] | None = None) -> DecisionRule:
         """The decision rule from the gathered DEV rows (row ids [N], probabilities [N, C]).
 
-        Default: :meth:`default_rule` (nothing is tuned). Pure: it changes no state.
+        ``declared``: the rule the loss was trained for (``MultiLabelLoss.decision_rule()``);
+        a task applies it when its policy is in ``declared_rules`` (checked by
+        :meth:`check_declared_rule` before training). Default: :meth:`default_rule` (nothing is
+        tuned). Pure: it changes no state.
         """
+        self.check_declared_rule(declared)
         return self.default_rule()
+
+    def check_declared_rule(self, declared: Mapping[str, Any] | None) -> None:
+        """UserError when the loss declares a decision rule this task cannot apply."""
+        if declared is not None and declared.get("policy") not in self.declared_rules:
+            raise UserError(
+                f"task {self.name!r} cannot apply the decision rule the loss declares "
+                f"({declared.get('policy')!r}); it applies {list(self.declared_rules) or 'none'}")
 
     def evaluate(self, split: str, index: Tensor, scores: Tensor,
                  rule: DecisionRule | None = None) -> dict[str, float]:

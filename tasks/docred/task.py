@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -267,9 +268,11 @@ class DocREDTask(Task):
         return DecisionRule("fixed", 0.5 if self.fixed_threshold is None
                             else self.fixed_threshold)
 
-    def calibrate(self, index: Tensor, scores: Tensor) -> DecisionRule:
+    def calibrate(self, index: Tensor, scores: Tensor,
+                  declared: Mapping[str, Any] | None = None) -> DecisionRule:
         """``dev_tuned``: the global threshold maximizing F1 over the dev pairs (``Na`` left
         out), as :func:`tasks.metrics.tune_threshold`; a fixed threshold: that one."""
+        self.check_declared_rule(declared)
         if self.fixed_threshold is not None:
             return self.default_rule()
         s = self.ordered_scores("dev", index, scores)

@@ -39,6 +39,7 @@ without positives in dev keeps 0.5 (counted in ``extra.task_info``). Uncalibrate
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -278,8 +279,10 @@ class ImageMultilabelTask(Task):
         check_split(self, split)
         return self.target_arrays[split]
 
-    def calibrate(self, index: Tensor, scores: Tensor) -> DecisionRule:
+    def calibrate(self, index: Tensor, scores: Tensor,
+                  declared: Mapping[str, Any] | None = None) -> DecisionRule:
         """Per-class thresholds maximizing each class's F1 on dev (0.5 without a dev positive)."""
+        self.check_declared_rule(declared)
         s = self.ordered_scores("dev", index, scores)
         tuned = M.tune_class_thresholds(s, self.targets("dev"))
         per_class = np.where(np.isfinite(tuned), tuned, 0.5)

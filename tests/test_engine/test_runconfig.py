@@ -51,8 +51,8 @@ REPO = Path(__file__).resolve().parents[2]
     # choices
     (["--optimizer", "adagrad"],
      r"^--optimizer must be one of \['adamw', 'adam', 'sgd'\], got 'adagrad'$"),
-    (["--scheduler", "step"], r"^--scheduler must be one of \['onecycle', 'cosine', "
-                              r"'linear_warmup', 'constant'\], got 'step'$"),
+    (["--scheduler", "steps"], r"^--scheduler must be one of \['onecycle', 'cosine', "
+                              r"'linear_warmup', 'constant', 'step'\], got 'steps'$"),
     (["--mixed_precision", "fp8"],
      r"^--mixed_precision must be one of \['no', 'bf16', 'fp16'\], got 'fp8'$"),
     # types: a boolean is not a number, an int refuses 2.5

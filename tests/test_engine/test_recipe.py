@@ -1,0 +1,150 @@
+"""The generic training-recipe hooks: parameter groups, the step schedule, frozen parameters,
+Adam's epsilon and loss-declared decision rules (what the papers' recipes need, no model names).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState
+from safetensors.torch import load_file
+from torch import nn
+
+import run_task
+from engine.recipe import make_optimizer, make_scheduler
+from losses import LOSSES, MultiLabelLoss
+from losses.functional import bce_loss
+from mllb_core.errors import UserError
+from mllb_core.identity import run_identity
+from mllb_core.runconfig import RunConfig
+from models import MODELS
+
+TINY = ["--task.num_train", "64", "--task.num_dev", "32", "--task.num_test", "32",
+        "--task.num_labels", "6", "--task.avg_positives", "2", "--task.num_features", "8",
+        "--batch_size", "16", "--eval_batch_size", "32", "--loss", "bce"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+class TwoPart(nn.Module):
+    """A body at the base lr, a head at ``head_lr``; the body frozen until ``unfreeze_at``."""
+
+    def __init__(self, num_labels: int, in_features: int, head: str = "linear",
+                 head_lr: float = 0.0, unfreeze_at: int = 0) -> None:
+        super().__init__()
+        self.body = nn.Linear(in_features, 4)
+        self.out = nn.Linear(4, num_labels)
+        self.head_lr, self.unfreeze_at = head_lr, unfreeze_at
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.body(features)))
+
+    def param_groups(self, lr: float) -> list[dict]:
+        return [{"params": list(self.body.parameters()), "lr": lr},
+                {"params": list(self.out.parameters()), "lr": self.head_lr or lr}]
+
+    def frozen_parameters(self, epoch: int) -> list[nn.Parameter]:
+        return list(self.body.parameters()) if epoch < self.unfreeze_at else []
+
+
+@pytest.fixture
+def two_part():
+    MODELS.add("two_part", TwoPart)
+    yield
+    MODELS._items.pop("two_part")
+
+
+def test_param_groups_keep_their_lr_under_every_schedule() -> None:
+    model = TwoPart(3, 5, head_lr=0.5)
+    for scheduler in ("onecycle", "cosine", "constant", "step"):
+        cfg = RunConfig(lr=0.1, scheduler=scheduler, warmup_ratio=0.0, epochs=4)
+        opt = make_optimizer(cfg, model)
+        sched = make_scheduler(cfg, opt, total=8)
+        peak = [0.0, 0.0]
+        for _ in range(8):
+            body, head = (g["lr"] for g in opt.param_groups)
+            assert head == pytest.approx(5 * body, rel=1e-9), scheduler  # the same shape
+            peak = [max(peak[0], body), max(peak[1], head)]
+            opt.step()
+            sched.step()
+        assert peak[1] <= 0.5 + 1e-12 and peak[1] > 0.4, (scheduler, peak)
+
+
+def test_param_groups_must_cover_every_parameter_once() -> None:
+    model = TwoPart(3, 5)
+    model.param_groups = lambda lr: [{"params": list(model.body.parameters())}]
+    with pytest.raises(ValueError, match="exactly once"):
+        make_optimizer(RunConfig(), model)
+
+
+def test_step_schedule_is_torch_steplr_stepped_per_epoch() -> None:
+    cfg = RunConfig(lr=1.0, scheduler="step", step_size=3, step_gamma=0.5, epochs=8)
+    per_epoch = 5
+    p = nn.Parameter(torch.zeros(1))
+    ours = torch.optim.SGD([p], lr=cfg.lr)
+    sched = make_scheduler(cfg, ours, total=cfg.epochs * per_epoch)
+    ref_opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    ref = torch.optim.lr_scheduler.StepLR(ref_opt, step_size=3, gamma=0.5)
+    for _ in range(cfg.epochs):
+        for _ in range(per_epoch):
+            assert ours.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"])
+            ours.step()
+            sched.step()
+        ref_opt.step()
+        ref.step()
+
+
+def test_adam_eps_reaches_the_optimizer_and_the_identity_only_when_set() -> None:
+    opt = make_optimizer(RunConfig(adam_eps=1e-6), nn.Linear(2, 2))
+    assert opt.param_groups[0]["eps"] == 1e-6
+    sections = {"task": {"name": "t", "version": "1", "dataset": "d", "data_fingerprint": "f"},
+                "model": {"name": "m", "kwargs": {}}, "loss": {"name": "bce", "kwargs": {}},
+                "env": {"world_size": 1, "mixed_precision": "no"}, "seed": 0}
+    default = run_identity({**sections, "config": RunConfig().to_dict()})
+    assert "train.adam_eps" not in default and "train.step_size" not in default
+    changed = run_identity({**sections, "config": RunConfig(adam_eps=1e-6,
+                                                            scheduler="step").to_dict()})
+    assert changed["train.adam_eps"] == 1e-6 and changed["train.step_gamma"] == 0.1
+
+
+def test_frozen_parameters_do_not_move_until_released(tmp_path: Path, two_part) -> None:
+    args = [*TINY, "--model", "two_part", "--epochs", "2", "--keep_checkpoints",
+            "--output_dir", str(tmp_path)]
+    run_task.main([*args, "--model.unfreeze_at", "3"])  # frozen for both epochs
+    run_task.main([*args, "--model.unfreeze_at", "2", "--output_dir", str(tmp_path / "b")])
+    torch.manual_seed(0)
+    from accelerate.utils import set_seed
+
+    set_seed(0)
+    init = TwoPart(6, 8).state_dict()
+    for out, body_moves in ((tmp_path, False), (tmp_path / "b", True)):
+        (ckpt,) = (out / "checkpoints" / "synthetic").iterdir()
+        final = load_file(ckpt / "epoch-0002" / "model.safetensors")
+        assert not torch.equal(final["out.weight"], init["out.weight"])
+        assert torch.equal(final["body.weight"], init["body.weight"]) != body_moves
+
+
+class _Declares(MultiLabelLoss):
+    name = "declares_rule"
+    functional = staticmethod(bce_loss)
+
+    def decision_rule(self) -> dict:
+        return {"policy": "threshold_class", "threshold_index": 0, "top_k": 4}
+
+
+def test_a_declared_rule_the_task_cannot_apply_stops_before_training(tmp_path: Path) -> None:
+    LOSSES.add("declares_rule", _Declares)
+    try:
+        with pytest.raises(UserError, match="task 'synthetic' cannot apply the decision rule "
+                                            "the loss declares \\('threshold_class'\\)"):
+            run_task.main([*TINY, "--model", "tiny_mlp", "--loss", "bce,declares_rule",
+                           "--epochs", "1", "--output_dir", str(tmp_path)])
+    finally:
+        LOSSES._items.pop("declares_rule")
+    assert not list(tmp_path.rglob("*.json"))
