@@ -23,7 +23,7 @@ from mllb_core.errors import UserError
 from mllb_core.identity import describe_difference, run_id, run_identity
 from mllb_core.progress import heartbeat
 from mllb_core.runconfig import ConfigError, RunConfig
-from models import HEAD_FOR_INPUT_KIND, MODELS, create_model
+from models import HEAD_FOR_INPUT_KIND, MODELS, create_model, model_version
 from tasks import Task, create_task
 
 
@@ -75,7 +75,8 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
         sections = {
             "task": {"name": task.name, "version": task.version, "dataset": task.dataset_name,
                      "data_fingerprint": task.data_fingerprint()},
-            "model": {"name": model_name, "kwargs": model_kwargs},
+            "model": {"name": model_name, "kwargs": model_kwargs,
+                      "version": model_version(model_name)},
             "loss": {"name": loss_fn.name, "preset": loss_fn.preset, "kwargs": loss_fn.hparams},
             "seed": int(cfg.seed), "config": cfg.to_dict(), "env": env,
             "extra": {"task_kwargs": task.kwargs}}

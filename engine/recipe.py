@@ -36,7 +36,7 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimi
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
     return {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg.optimizer](
-        groups, lr=cfg.lr, weight_decay=wd, eps=cfg.adam_eps)
+        groups, lr=cfg.lr, weight_decay=wd, eps=cfg.adam_eps, betas=(0.9, cfg.adam_beta2))
 
 
 def make_scheduler(cfg: RunConfig, opt: torch.optim.Optimizer, total: int

@@ -62,7 +62,8 @@ __all__ = [
 SCHEMA_VERSION = "1.1"
 _MAJOR, _MINOR = (int(part) for part in SCHEMA_VERSION.split("."))
 
-THRESHOLD_POLICIES = ("fixed", "dev_tuned", "per_class_dev_tuned", "loss_decide")
+THRESHOLD_POLICIES = ("fixed", "dev_tuned", "per_class_dev_tuned", "loss_decide",
+                      "threshold_class")
 MIXED_PRECISION = ("no", "bf16", "fp16", "fp8")
 
 _VERSION_RE = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)")
@@ -212,6 +213,8 @@ class ModelInfo:
     name: Annotated[str, _TEXT]  # registry name
     kwargs: Annotated[dict[str, Any], _OBJECT]  # resolved constructor options, the head included
     num_parameters: Annotated[int, _COUNT]  # trainable and frozen parameters
+    # the model family's MODEL_VERSION (bumped when a default changes the numbers); 1.1, optional
+    version: Annotated[str | None, _TEXT] = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,10 @@ class Threshold:
     value: Annotated[float | list[float] | None, _BY_RULE]
     # one threshold per class (len == task.num_labels), calibrated on dev; 1.1, optional
     per_class: Annotated[list[float] | None, _BY_RULE] = None
+    # policy "threshold_class" (a loss-declared rule, ATLOP's): the column of the threshold
+    # class and the most labels predicted per row; 1.1, optional
+    threshold_index: Annotated[int | None, _COUNT] = None
+    top_k: Annotated[int | None, _POSITIVE] = None
 
 
 @dataclass(frozen=True)
@@ -639,6 +646,16 @@ def rule_per_class_thresholds(errs: list[str], obj: dict) -> None:
         if _is_int(num_labels) and len(values) != num_labels:
             errs.append(f"threshold.{key}: {len(values)} per-class thresholds, but "
                         f"task.num_labels is {num_labels}")
+    declared = th.get("policy") == "threshold_class"
+    for key in ("threshold_index", "top_k"):
+        if declared and th.get(key) is None:
+            errs.append(f"threshold.{key}: required by the policy 'threshold_class'")
+        if not declared and th.get(key) is not None:
+            errs.append(f"threshold.{key}: only the policy 'threshold_class' has it")
+    index = th.get("threshold_index")
+    if declared and _is_int(index) and _is_int(num_labels) and index >= num_labels:
+        errs.append(f"threshold.threshold_index: {index} is not a column of the "
+                    f"{num_labels} labels")
 
 
 def rule_free_form_is_json(errs: list[str], obj: dict) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 # Built-ins register on import; explicit imports, no directory scanning.
-from losses import aam, apl, asl, bce, timm_adapters  # noqa: F401
+from losses import aam, apl, asl, atl, bce, timm_adapters  # noqa: F401
 from losses._kernel import check_inputs, reduce
 from losses.base import LOSSES, MultiLabelLoss, require
 from losses.presets import get_preset, preset_names

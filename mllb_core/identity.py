@@ -9,14 +9,16 @@ every key below:
 - ``task.name``, ``task.version``, ``task.dataset``, ``task.data_fingerprint``, ``task.kwargs``
   (the resolved task options, without path options -- ``data_dir`` and ``*_file`` / ``*_dir`` --
   because the data fingerprint identifies the data itself, wherever it lies);
-- ``model.name``, ``model.kwargs`` (resolved, the head included);
+- ``model.name``, ``model.kwargs`` (resolved, the head included), ``model.version`` (the model
+  module's ``MODEL_VERSION``, bumped when a changed default changes the numbers; left out while
+  it is "1");
 - ``loss.name``, ``loss.kwargs`` (fully resolved hyper-parameters; a preset's name is a label, its
   values are what count);
 - ``train.*``: optimizer, lr, weight decay, momentum (SGD only), scheduler, warm-up ratio, epochs,
   global and per-device batch size, gradient accumulation, clipping, EMA decay, early-stopping
   patience, mixed precision, world size, data-loader workers (augmentation RNG streams depend on
-  them); where they act, the Adam epsilon (when not 1e-8), the step schedule's size and factor
-  and the compile mode;
+  them); where they act, the Adam epsilon and beta2 (when not 1e-8, 0.999), the step
+  schedule's size and factor and the compile mode;
 - ``seed``.
 
 Not part of it: output paths, ``resume``, ``stop_after_epoch``, logging, ``eval_batch_size``
@@ -57,8 +59,12 @@ def run_identity(result: Mapping[str, Any]) -> dict[str, Any]:
         "task.dataset": task["dataset"], "task.data_fingerprint": task["data_fingerprint"],
         "task.kwargs": {k: v for k, v in sorted(task_kwargs.items()) if not _is_path_option(k)},
         "model.name": model["name"], "model.kwargs": dict(sorted(model["kwargs"].items())),
+        # a model family bumps MODEL_VERSION when a default changes the numbers; "1" (or none,
+        # in files written before versions existed) is left out, so their run ids stay stable
         "loss.name": loss["name"], "loss.kwargs": dict(sorted(loss["kwargs"].items())),
     }
+    if model.get("version") not in (None, "1"):
+        ident["model.version"] = str(model["version"])
     for key in TRAIN_KEYS:
         ident[f"train.{key}"] = cfg[key]
     if cfg["optimizer"] == "sgd":
@@ -67,6 +73,8 @@ def run_identity(result: Mapping[str, Any]) -> dict[str, Any]:
     # run ids of earlier results stay what they were
     if cfg["optimizer"] != "sgd" and cfg.get("adam_eps", 1e-8) != 1e-8:
         ident["train.adam_eps"] = cfg["adam_eps"]
+    if cfg["optimizer"] != "sgd" and cfg.get("adam_beta2", 0.999) != 0.999:
+        ident["train.adam_beta2"] = cfg["adam_beta2"]
     if cfg["scheduler"] == "step":
         ident["train.step_size"], ident["train.step_gamma"] = cfg["step_size"], cfg["step_gamma"]
     ident["train.per_device_batch_size"] = int(cfg["batch_size"]) // max(world, 1)

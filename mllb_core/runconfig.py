@@ -153,6 +153,9 @@ class RunConfig:
         "train", "scheduler 'step': factor of each decay", bounds=Bounds(0, 1, lo_open=True)))
     adam_eps: float = field(default=1e-8, metadata=_doc(
         "train", "epsilon of adam / adamw (ATLOP uses 1e-6)", bounds=Bounds(0, lo_open=True)))
+    adam_beta2: float = field(default=0.999, metadata=_doc(
+        "train", "second-moment decay of adam / adamw (LSAN's released code uses 0.99)",
+        bounds=Bounds(0, 1)))
     grad_clip: float = field(default=0.0, metadata=_doc(
         "train", "max gradient norm; 0 disables clipping", bounds=Bounds(0)))
     ema_decay: float = field(default=0.0, metadata=_doc(

@@ -13,7 +13,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from models.registry import MODELS, auxiliary_loss, create_model, frozen_parameters
+from models.registry import (
+    MODELS,
+    auxiliary_loss,
+    create_model,
+    frozen_parameters,
+    model_version,
+)
 
 # name -> "module:attr" of every built-in model; the module's decorator replaces the placeholder
 BUILTIN_MODELS = {
@@ -22,6 +28,9 @@ BUILTIN_MODELS = {
     "lsan": "models.lsan:lsan",
     "small_lsan": "models.lsan:small_lsan",
     "tiny_lsan": "models.lsan:tiny_lsan",
+    "lsan_paper_eq": "models.lsan:lsan_paper_eq",
+    "small_lsan_paper_eq": "models.lsan:small_lsan_paper_eq",
+    "tiny_lsan_paper_eq": "models.lsan:tiny_lsan_paper_eq",
     "text_encoder_cls": "models.text_encoder:text_encoder_cls",
     "tiny_text_encoder_cls": "models.text_encoder:tiny_text_encoder_cls",
     "mrn": "models.mrn:mrn",
@@ -87,4 +96,5 @@ __all__ = [
     "frozen_parameters",
     "load_efficientnet_lite0_package",
     "load_pretrained",
+    "model_version",
 ]

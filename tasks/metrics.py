@@ -8,13 +8,19 @@ Conventions (each one is what scikit-learn does unless said otherwise):
 
 * average precision: sum over distinct score thresholds of (R_n - R_{n-1}) P_n, tied scores
   forming one threshold, equal to ``sklearn.metrics.average_precision_score`` per class. Classes
-  with no positive in the split have no AP; they are *skipped* from the mean and counted in
-  :class:`MeanAP` (never scored as 0, unlike several research codebases).
+  with no positive in the split have no AP; by default they are *skipped* from the mean and
+  counted in :class:`MeanAP` (metric ``map``). ``missing="zero"`` (metric ``map_zero``) scores
+  them AP 0 and averages over all C classes, as the ASL and ML-Decoder ``mAP`` helpers do
+  (Alibaba-MIIL/ASL ``src/helper_functions/helper_functions.py``, which also returns percent;
+  here a fraction). Tied scores: the helpers order ties arbitrarily (``argsort``), here they
+  form one threshold, so the two agree exactly only on scores without ties.
 * CP/CR/CF1 and OP/OR/OF1 (ML-GCN, ASL papers): per-class precision/recall averaged over all C
-  classes, CF1 the harmonic mean of CP and CR; overall ones from the summed counts. A ratio with a
-  zero denominator counts as 0 (scikit-learn's ``zero_division=0``); how many classes had no
-  prediction / no positive is returned alongside. Top-k variant: a label is predicted when it is
-  among the k highest scores of its row *and* its score is >= the threshold.
+  classes, CF1 the harmonic mean of CP and CR (ML-GCN ``util.py``; ASL's ``validate.py`` prints
+  the mean of the per-class F1 under the name CF1 instead: that is ``macro_f1`` here); overall
+  ones from the summed counts. A ratio with a zero denominator counts as 0 (scikit-learn's
+  ``zero_division=0``); how many classes had no prediction / no positive is returned alongside.
+  Top-k variant: a label is predicted when it is among the k highest scores of its row *and*
+  its score is >= the threshold.
 * ranking (P@k, nDCG@k, binary relevance): among tied scores the lower class index ranks first
   (a stable sort). Results equal ``sklearn.metrics.ndcg_score`` (which averages over the orders
   of tied scores) whenever no tie straddles rank k. Rows without any positive have nDCG 0 and
@@ -142,10 +148,28 @@ class MeanAP(NamedTuple):
     skip_policy: str = "classes without a positive in the split are excluded from the mean"
 
 
-def mean_average_precision(scores: ArrayLike, targets: ArrayLike) -> MeanAP:
-    """Mean of :func:`average_precision_per_class` over classes with at least one positive."""
+MISSING_AP = ("skip", "zero")
+
+
+def mean_average_precision(scores: ArrayLike, targets: ArrayLike,
+                           missing: Literal["skip", "zero"] = "skip") -> MeanAP:
+    """Mean of :func:`average_precision_per_class`; ``missing`` says what a class without a
+    positive in the split counts as.
+
+    ``"skip"`` (MLLB's ``map``): left out of the mean (``classes_skipped`` of them; NaN when no
+    class has a positive). ``"zero"`` (``map_zero``, the ASL / ML-Decoder helpers'
+    convention): AP 0, the mean over all C (``classes_scored`` = C, ``classes_skipped`` = 0).
+
+    >>> mean_average_precision([[0.9, 0.1], [0.2, 0.8]], [[1, 0], [0, 0]], missing="zero").value
+    0.5
+    """
+    if missing not in MISSING_AP:
+        raise ValueError(f"missing must be one of {MISSING_AP}, got {missing!r}")
     ap = average_precision_per_class(scores, targets)
     scored = ~np.isnan(ap)
+    if missing == "zero":
+        return MeanAP(float(np.where(scored, ap, 0.0).mean()), len(ap), 0,
+                      "classes without a positive in the split score AP 0 and count in the mean")
     value = float(ap[scored].mean()) if scored.any() else float("nan")
     return MeanAP(value, int(scored.sum()), int((~scored).sum()))
 
@@ -482,6 +506,9 @@ def _register_builtin_metrics() -> None:
 
     add("map", "scores", "mean average precision over the classes with a positive (MeanAP)",
         lambda s, t: mean_average_precision(s, t).value)
+    add("map_zero", "scores", "mean average precision over all classes, AP 0 for a class "
+        "without a positive (the ASL / ML-Decoder helpers' mAP, as a fraction)",
+        lambda s, t: mean_average_precision(s, t, missing="zero").value)
     words = {"CP": "per-class precision, mean over classes", "CR": "per-class recall, mean over "
              "classes", "CF1": "harmonic mean of CP and CR", "OP": "overall precision",
              "OR": "overall recall", "OF1": "harmonic mean of OP and OR"}

@@ -267,19 +267,28 @@ def encode_words(doc: Document, word2id: dict[str, int], unk: int = 1) -> dict[s
 MARKER = "*"
 
 
-def encode_subwords(doc: Document, tokenizer: Any) -> dict[str, Any]:
-    """Subword model inputs (ATLOP): "*" before and after every mention, [CLS] ... [SEP].
+def encode_subwords(doc: Document, tokenizer: Any, markers: str = "word") -> dict[str, Any]:
+    """Subword model inputs (ATLOP): "*" around the mentions, [CLS] ... [SEP].
 
+    ``markers="word"`` (ATLOP's prepro.py): one "*" before a word where any mention starts and
+    one after a word where any mention ends, however many mentions start or end there;
+    ``"mention"``: one "*" per mention starting / ending there (MLLB's earlier encoding).
     A mention is represented by its start marker: its span here starts at the start marker and
     ends one past the end marker. Markers are separate words for the tokenizer, so their
     positions come from ``word_ids()``; nothing is truncated (the model windows long inputs).
     """
+    if markers not in ("word", "mention"):
+        raise ValueError(f"markers must be 'word' or 'mention', got {markers!r}")
+    cap = 1 if markers == "word" else None
     starts: dict[int, int] = {}
     ends: dict[int, int] = {}
     for ent in doc.entities:
         for m in ent:
             starts[m.start] = starts.get(m.start, 0) + 1
             ends[m.end - 1] = ends.get(m.end - 1, 0) + 1
+    if cap is not None:
+        starts = {w: min(n, cap) for w, n in starts.items()}
+        ends = {w: min(n, cap) for w, n in ends.items()}
     words: list[str] = []
     first = []  # index in ``words`` of each document word's first start marker or itself
     last = []  # index in ``words`` after the word and its end markers

@@ -21,14 +21,22 @@ Data (one of):
 * ``train_file``/``test_file`` (+ ``dev_file``, else 10% of train is held out) and ``meta_dir``.
 
 Decision rule: a relation is predicted for a pair when its probability exceeds one global
-threshold tuned for F1 on the selection split (``threshold="dev_tuned"``, as MRN and ATLOP tune
-theirs, but never on the evaluation split): ``calibrate`` returns it as a ``DecisionRule``
+threshold tuned on the selection split, never on the evaluation split (``threshold="dev_tuned"``),
+for Ign F1 as MRN's code tunes it (``threshold_objective="ign_f1"``, the default: main.py:160-167
+takes the argmax of ``nt_f1_arr``; here "in train" is the official evaluation's rule, any
+mention-name pair, not MRN's preprocess flag) or for F1 (``threshold_objective="f1"``, MLLB's
+rule before issue 14): ``calibrate`` returns it as a ``DecisionRule``
 (policy ``dev_tuned``), which ``evaluate`` and ``write_predictions`` take as an argument (and the
 results JSON records); or a fixed ``threshold=<float>`` (policy ``fixed``; ``calibrate`` tunes
-nothing). Uncalibrated (``rule=None``), a ``dev_tuned`` task uses the fixed 0.5. No registered
-loss has a decision rule of its own. Metrics come from ``tasks/docred/scorer.py`` (the official
-evaluation semantics, ``extra_metrics``): F1, Ign F1 (train facts = the training split),
-precision, recall, intra/inter-sentence F1; primary Ign F1.
+nothing). Uncalibrated (``rule=None``), a ``dev_tuned`` task uses the fixed 0.5. A loss that
+declares its own decision rule (``declared_rules``: policy ``threshold_class``, ATLOP's ``atl``)
+replaces the tuned threshold: a relation is predicted for a pair when its score exceeds the
+score of the threshold column (which must be the ``Na`` column, as ATLOP's TH class), at most
+``top_k`` per pair, and ``Na`` never (``DecisionRule.decide``). Metrics come from
+``tasks/docred/scorer.py`` (the official evaluation semantics, ``extra_metrics``): F1, Ign F1
+(train facts = the training split), precision, recall, intra/inter-sentence F1; primary Ign F1.
+Subword models (``tokenizer``): entity markers ``*`` once per marked word as ATLOP's prepro.py
+(``markers="word"``, the default) or once per mention (``markers="mention"``).
 Predictions are written in the official submission format (``write_predictions``).
 """
 
@@ -45,6 +53,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from mllb_core.errors import UserError
 from mllb_core.registry import resolve_local_dir
 from tasks.base import SHARED_DATA, TASKS, DecisionRule, Task, check_split
 from tasks.docred import data as D
@@ -58,6 +67,37 @@ DOCRED_METRICS = ("ign_f1", "f1", "precision", "recall", "ign_precision", "intra
 TRAIN_NAMES = ("train_revised.json", "train_annotated.json")
 DEV_NAMES = ("dev_revised.json", "dev.json")
 TEST_NAMES = ("test_revised.json", "test.json")
+
+
+def tune_threshold_ign(scores: np.ndarray, targets: np.ndarray, in_train: np.ndarray
+                       ) -> tuple[float, float]:
+    """The global threshold maximizing Ign F1 of ``scores > threshold``, as MRN's ``nt_f1_arr``
+    (main.py:145-167): Ign precision = (correct - correct in train) / (predicted - correct in
+    train), recall = correct / gold (not adjusted). ``in_train`` [R, C] flags the gold facts
+    seen in training. Cuts only between distinct scores, the threshold the midpoint of the two
+    scores around the best cut, as :func:`tune_threshold` (MRN predicts ``score > theta`` with
+    theta the score at its best position, which leaves that one prediction out). Returns
+    (threshold, Ign F1)."""
+    s, y = np.asarray(scores).ravel(), np.asarray(targets).ravel().astype(np.float64)
+    it = (np.asarray(in_train).ravel() & (y > 0)).astype(np.float64)
+    gold = y.sum()
+    if gold == 0 or s.size == 0:
+        return 0.5, 0.0
+    order = np.argsort(-s, kind="stable")
+    s, tp, tp_train = s[order], np.cumsum(y[order]), np.cumsum(it[order])
+    den = np.arange(1, s.size + 1) - tp_train
+    precision = np.divide(tp - tp_train, den, out=np.zeros(s.size), where=den > 0)
+    recall = tp / gold
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(s.size),
+                   where=precision + recall > 0)
+    valid = np.ones(s.size, dtype=bool)
+    valid[:-1] = s[:-1] > s[1:]
+    f1 = np.where(valid, f1, -1.0)
+    k = int(np.argmax(f1))
+    if f1[k] <= 0:  # nothing new right at any cut: predict nothing
+        return float(s[0]), 0.0
+    below = s[k + 1] if k + 1 < s.size else s[k] - 1.0
+    return float((s[k] + below) / 2), float(f1[k])
 
 
 class PairDataset(Dataset):
@@ -82,19 +122,30 @@ class DocREDTask(Task):
     """Document-level relation extraction on DocRED-format files (see the module docstring)."""
 
     name = "docred"
-    version = "1"
+    version = "2"  # 2: threshold tuned for Ign F1 and ATLOP word markers by default
     primary_metric = "ign_f1"
     metrics = DOCRED_METRICS
+    declared_rules = ("threshold_class",)
     default_model = "mrn"
 
     def __init__(self, dataset: str = "", data_dir: str = "", train_file: str = "",
                  dev_file: str = "", test_file: str = "", meta_dir: str = "",
                  rel_info: str = "", vectors: str = "", tokenizer: str = "",
-                 threshold: str | float = "dev_tuned", holdout: float = 0.1) -> None:
+                 threshold: str | float = "dev_tuned", holdout: float = 0.1,
+                 markers: str = "word", threshold_objective: str = "ign_f1") -> None:
         self.kwargs = dict(dataset=dataset, data_dir=data_dir, train_file=train_file,
                            dev_file=dev_file, test_file=test_file, meta_dir=meta_dir,
                            rel_info=rel_info, vectors=vectors, tokenizer=tokenizer,
-                           threshold=threshold, holdout=holdout)
+                           threshold=threshold, holdout=holdout, markers=markers,
+                           threshold_objective=threshold_objective)
+        if threshold_objective not in ("ign_f1", "f1"):
+            # what the dev_tuned threshold maximizes: MRN's Ign F1, or F1
+            raise ValueError(f"task 'docred': threshold_objective must be 'ign_f1' or 'f1', got "
+                             f"{threshold_objective!r}")
+        if markers not in ("word", "mention"):
+            # subword models: one "*" per marked word (ATLOP) or one per mention (earlier MLLB)
+            raise ValueError(f"task 'docred': markers must be 'word' or 'mention', got "
+                             f"{markers!r}")
         if threshold != "dev_tuned" and not isinstance(threshold, (int, float)):
             raise ValueError(f"task 'docred': threshold must be 'dev_tuned' or a number, got "
                              f"{threshold!r}")
@@ -194,7 +245,7 @@ class DocREDTask(Task):
         items, offset = [], 0
         for i, doc in enumerate(docs):
             if self.hf_tokenizer is not None:
-                enc = D.encode_subwords(doc, self.hf_tokenizer)
+                enc = D.encode_subwords(doc, self.hf_tokenizer, self.kwargs["markers"])
                 ner = D.entity_type_ids(doc, self.schema, len(enc["input_ids"]), enc["word_pos"])
             else:
                 enc = D.encode_words(doc, self.word2id)
@@ -268,22 +319,61 @@ class DocREDTask(Task):
         return DecisionRule("fixed", 0.5 if self.fixed_threshold is None
                             else self.fixed_threshold)
 
+    def check_declared_rule(self, declared: Mapping[str, Any] | None) -> None:
+        """As :meth:`Task.check_declared_rule`, and the threshold column must be ``Na`` (the
+        no-relation target; ATLOP's TH class is its ``Na`` column 0)."""
+        super().check_declared_rule(declared)
+        if declared is not None and declared.get("threshold_index") != self.schema.na_id:
+            raise UserError(f"task 'docred': the loss's threshold column "
+                            f"{declared.get('threshold_index')!r} must be the no-relation column "
+                            f"{D.NA!r} ({self.schema.na_id}); pass threshold_index="
+                            f"{self.schema.na_id} to the loss")
+
     def calibrate(self, index: Tensor, scores: Tensor,
                   declared: Mapping[str, Any] | None = None) -> DecisionRule:
-        """``dev_tuned``: the global threshold maximizing F1 over the dev pairs (``Na`` left
-        out), as :func:`tasks.metrics.tune_threshold`; a fixed threshold: that one."""
+        """``dev_tuned``: the global threshold maximizing Ign F1 (``threshold_objective``
+        "ign_f1", :func:`tune_threshold_ign`) or F1 ("f1", :func:`tasks.metrics.tune_threshold`)
+        over the dev pairs (``Na`` left out); a fixed threshold: that one; a rule the
+        loss declares (``threshold_class``): that rule, nothing tuned."""
         self.check_declared_rule(declared)
+        if declared is not None:  # the loss's own rule replaces any threshold
+            return DecisionRule.from_declared(declared)
         if self.fixed_threshold is not None:
             return self.default_rule()
         s = self.ordered_scores("dev", index, scores)
         keep = np.arange(self.num_labels) != self.schema.na_id
-        value, _ = tune_threshold(s[:, keep], self.targets("dev")[:, keep])
+        if self.kwargs["threshold_objective"] == "ign_f1":  # MRN main.py:160-167
+            value, _ = tune_threshold_ign(s[:, keep], self.targets("dev")[:, keep],
+                                          self.in_train("dev")[:, keep])
+        else:
+            value, _ = tune_threshold(s[:, keep], self.targets("dev")[:, keep])
         return DecisionRule("dev_tuned", value)
+
+    def in_train(self, split: str) -> np.ndarray:
+        """[R, C] bool: gold facts of ``split`` that Ign F1 ignores, i.e. some (head mention
+        name, tail mention name, r) of the fact is a fact of the training split (the official
+        evaluation's rule, as ``tasks/docred/scorer.py``)."""
+        from tasks.docred.scorer import load_train_facts
+
+        key = f"in_train:{split}"
+        if key not in self._target_cache:
+            facts = load_train_facts([d.raw for d in self.docs["train"]])
+            out = np.zeros((self.rows[split], self.num_labels), dtype=bool)
+            id2rel = self.schema.id2rel
+            for doc, it in zip(self.docs[split], self.items[split], strict=True):
+                vs = doc.raw["vertexSet"]
+                for h, t, r in doc.facts:
+                    if any((m1["name"], m2["name"], id2rel[r]) in facts
+                           for m1 in vs[h] for m2 in vs[t]):
+                        out[it["row_offset"] + doc.pair_row(h, t), r] = True
+            self._target_cache[key] = out
+        return self._target_cache[key]
 
     def predictions(self, split: str, scores: np.ndarray,
                     rule: DecisionRule) -> list[dict[str, Any]]:
-        """Official submission records: ``scores`` [R, C] (row order) above ``rule.value``."""
-        above = scores > rule.value
+        """Official submission records: the decisions of ``rule`` on ``scores`` [R, C] (row
+        order), ``Na`` never."""
+        above = rule.decide(scores)
         above[:, self.schema.na_id] = False
         id2rel, out = self.schema.id2rel, []
         for doc, it in zip(self.docs[split], self.items[split], strict=True):
@@ -337,8 +427,13 @@ class DocREDTask(Task):
         """
         emb = getattr(model, "embedding", None)
         if self.embeddings is None:
-            if isinstance(emb, nn.Embedding) and not emb.weight.requires_grad:
+            # frozen, or frozen for the first epochs (MRN's unfreeze_embeddings_after): trained
+            # from the start, as MRN's trainer does without pretrained embeddings (main.py:302)
+            scheduled = getattr(model, "unfreeze_embeddings_after", None)
+            if isinstance(emb, nn.Embedding) and (not emb.weight.requires_grad or scheduled):
                 emb.weight.requires_grad_(True)
+                if scheduled:
+                    model.unfreeze_embeddings_after = 0
                 self.word_embedding = "random init, trained (no --task.vectors given)"
             return
         self.word_embedding = f"{self.kwargs['vectors']} ({self.vectors_found} words found)"
@@ -369,4 +464,4 @@ class DocREDTask(Task):
         return [np.frombuffer(h.digest(), dtype=np.uint8)]
 
 
-__all__ = ["DocREDFormatError", "DocREDTask", "tune_threshold"]
+__all__ = ["DocREDFormatError", "DocREDTask", "tune_threshold", "tune_threshold_ign"]

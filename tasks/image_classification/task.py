@@ -24,8 +24,11 @@ Model selection never looks at the evaluation split: a fixed part of the train s
 ``holdout`` fraction of image ids with the smallest sha256, independent of file order) is held out
 as the ``dev`` split; the evaluation split (val2017, NUS-WIDE's val, VOC test) is ``test``.
 
-Metrics over the whole split: mAP (primary; classes without positives in the split are left out,
-as in the ASL / ML-Decoder evaluation), CP/CR/CF1/OP/OR/OF1 at probability 0.5 and their top-3
+Metrics over the whole split: mAP (primary, ``map``: classes without positives in the split are
+left out of the mean) and ``map_zero`` (those classes score AP 0 and the mean is over all C, as
+the ASL / ML-Decoder ``mAP`` helpers compute it; a fraction, theirs is in percent),
+CP/CR/CF1/OP/OR/OF1 at probability 0.5 (CF1 = ML-GCN's harmonic mean of CP and CR; ASL's
+validate.py prints the mean per-class F1 under that name, not reported here) and their top-3
 variants (a label also has to be among the image's 3 best), and the AAM paper's adaptive
 per-class-threshold metrics (section 4.5): thresholds maximizing each class's F1 on the dev split
 (the AAM paper tunes on the train subset; MLLB tunes on held-out data the model never trained
@@ -120,7 +123,7 @@ class ImageMultilabelTask(Task):
     name = "image_multilabel"
     version = "1"
     primary_metric = "map"
-    metrics = ("map", *F1_KEYS, *(f"{k}_top3" for k in F1_KEYS),
+    metrics = ("map", "map_zero", *F1_KEYS, *(f"{k}_top3" for k in F1_KEYS),
                *(f"adaptive_{k}" for k in F1_KEYS))
     default_model = "effnet_lite0"
     fixed_format: ClassVar[str] = ""

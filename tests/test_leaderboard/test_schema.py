@@ -659,3 +659,23 @@ def test_v11_optional_keys_accepted() -> None:
     validate(obj)
     obj["schema_version"] = "1.0"  # a 1.0 file with the 1.1 keys is read the same way
     validate(obj)
+
+
+def test_a_loss_declared_threshold_class_rule_is_recorded_whole() -> None:
+    good = valid_results()
+    good["threshold"] = {"policy": "threshold_class", "value": None, "threshold_index": 0,
+                         "top_k": 4}
+    validate(good, "atl.json")
+    for missing in ("threshold_index", "top_k"):
+        bad = json.loads(json.dumps(good))
+        del bad["threshold"][missing]
+        with pytest.raises(SchemaError, match=f"threshold.{missing}: required by the policy"):
+            validate(bad, "atl.json")
+    stray = valid_results()
+    stray["threshold"]["top_k"] = 4
+    with pytest.raises(SchemaError, match=r"threshold\.top_k: only the policy 'threshold_class'"):
+        validate(stray, "x.json")
+    wide = json.loads(json.dumps(good))
+    wide["threshold"]["threshold_index"] = good["task"]["num_labels"]
+    with pytest.raises(SchemaError, match="is not a column of the"):
+        validate(wide, "atl.json")

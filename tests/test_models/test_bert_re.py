@@ -184,8 +184,9 @@ def test_padding_invariance(long_b: bool) -> None:
     assert torch.allclose(out_both[: out_alone.size(0)], out_alone, atol=1e-5)
 
 
-def test_localized_context_pooling_matches_loop() -> None:
-    net = model().eval()
+@pytest.mark.parametrize("context_eps", [1e-5, 0.0])  # ATLOP's denominator; exact
+def test_localized_context_pooling_matches_loop(context_eps: float) -> None:
+    net = model(context_eps=context_eps).eval()
     batch = collate([doc_b(45), doc_a(60)])
     with torch.no_grad():
         hidden, attention = net.encode(batch["input_ids"], batch["attention_mask"])
@@ -201,7 +202,7 @@ def test_localized_context_pooling_matches_loop() -> None:
             emb[e] = torch.logsumexp(torch.stack([hidden[doc, s] for s in starts]), dim=0)
             att[e] = sum(attention[doc, :, s] for s in starts) / len(starts)  # [H, L]
         q = (att[h] * att[t]).mean(0)
-        q = q / q.sum()
+        q = q / (q.sum() + context_eps)
         c = torch.zeros(hidden.size(-1))
         for i in range(hidden.size(1)):
             c += q[i] * hidden[doc, i]
@@ -233,3 +234,51 @@ def test_minilm_long_document() -> None:
     with torch.no_grad():
         out = net(**batch)
     assert out.shape == (12, NUM_LABELS) and torch.isfinite(out).all()
+
+
+def test_param_groups_give_the_head_its_own_lr() -> None:
+    net = model(head_lr=1e-4)
+    enc, new = net.param_groups(5e-5)
+    assert enc["lr"] == 5e-5 and new["lr"] == 1e-4
+    ids = {id(p) for p in new["params"]}
+    assert ids == {id(p) for m in (net.head_extractor, net.tail_extractor, net.head)
+                   for p in m.parameters()}
+    assert len(enc["params"]) + len(new["params"]) == len(list(net.parameters()))
+    (one,) = model().param_groups(5e-5)  # head_lr unset: one learning rate
+    assert one["lr"] == 5e-5 and len(one["params"]) == len(list(net.parameters()))
+    with pytest.raises(ValueError, match="head_lr"):
+        model(head_lr=0)
+    with pytest.raises(ValueError, match="context_eps"):
+        model(context_eps=-1.0)
+
+
+@pytest.mark.parametrize("markers,expected", [("word", 1), ("mention", 2)])
+def test_markers_once_per_word_as_atlop(tmp_path, markers: str, expected: int) -> None:
+    """Two mentions starting at one word (and one ending at it): ATLOP's prepro.py puts one
+    "*" there (``markers="word"``, the default); ``"mention"`` one per mention."""
+    from transformers import BertTokenizerFast
+
+    from tasks.docred import data as D
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "*", "new", "york", "city",
+                                "is", "big"]) + "\n")
+    tok = BertTokenizerFast(vocab=str(vocab))
+    sents = [["New", "York", "City", "is", "big"]]
+    m = [D.Mention(0, 2, 0, "LOC", "New York"), D.Mention(0, 3, 0, "LOC", "New York City"),
+         D.Mention(2, 3, 0, "LOC", "City")]
+    doc = D.Document("t", sents, [[m[0]], [m[1]], [m[2]]], [], {})
+    # the default is ATLOP's
+    enc = (D.encode_subwords(doc, tok, markers) if markers != "word"
+           else D.encode_subwords(doc, tok))
+    pieces = tok.convert_ids_to_tokens(enc["input_ids"])
+    assert pieces[1:1 + expected] == ["*"] * expected  # "New" starts two mentions
+    assert pieces[1 + expected] == "new"
+    (s0, _, _), (s1, _, _), (s2, _, _) = enc["mentions"]
+    assert s0 == s1 == 1 and pieces[s2] == "*" and pieces[s2 + 1] == "city"
+    # "City" ends two mentions: one "*" after it (word) or two (mention)
+    city = pieces.index("city")
+    assert pieces[city + 1:city + 1 + expected] == ["*"] * expected
+    assert pieces[city + 1 + expected] == "is"
+    with pytest.raises(ValueError, match="markers"):
+        D.encode_subwords(doc, tok, "token")

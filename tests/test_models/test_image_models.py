@@ -140,22 +140,82 @@ def test_gap_cosine_equals_independent_computation() -> None:
     torch.testing.assert_close(out, ref)
 
 
+@pytest.mark.parametrize("aam_style", ["authors", "mllb"])
 @pytest.mark.parametrize("num_labels", [6, 7])
-def test_mldecoder_cosine_equals_independent_computation(num_labels: int) -> None:
+def test_mldecoder_cosine_equals_independent_computation(num_labels: int, aam_style: str) -> None:
     torch.manual_seed(0)
-    head = MLDecoderHead(24, num_labels, head="cosine", **TINY).eval()
+    head = MLDecoderHead(24, num_labels, head="cosine", aam_style=aam_style, **TINY).eval()
+    authors = aam_style == "authors"
+    # the authors' bias is trainable (init 0); MLLB's is frozen at 0 and never added
+    assert head.duplicate_pooling_bias.requires_grad == authors
+    nn.init.normal_(head.duplicate_pooling_bias)
     x = torch.randn(3, 24, 3, 3)
     out = head(x)
-    h = head.decode(x)  # [N, L, E]
+    memory = head.embed_standart(x.flatten(2).transpose(1, 2))  # [N, T, E]
+    # LeakyReLU(0.2) (deep-object-reid am_binary) or ReLU
+    memory = torch.where(memory > 0, memory, (0.2 if authors else 0.0) * memory)
+    tgt = head.query_embed.weight.unsqueeze(1).expand(-1, 3, -1)  # [L, N, E]
+    h = head.decoder.layers[0](tgt, memory.transpose(0, 1)).transpose(0, 1)  # [N, L, E]
     w = head.duplicate_pooling  # [L, E, k]
     k = w.shape[2]
     ref = torch.empty(3, num_labels)
     for c in range(num_labels):  # label c is column c % k of group c // k
         g, j = divmod(c, k)
         ref[:, c] = F.normalize(h[:, g], dim=1) @ (w[g, :, j] / w[g, :, j].norm())
-    assert out.abs().max() <= 1 + 1e-6
+        if authors:
+            ref[:, c] += head.duplicate_pooling_bias[c]
+    if not authors:
+        assert out.abs().max() <= 1 + 1e-6
     torch.testing.assert_close(out, ref)
-    assert not head.duplicate_pooling_bias.requires_grad
+
+
+# --------------------------------------------------------------------------------------------
+# AAM authors' backbone: PReLU as the last activation of cosine models
+
+
+def test_cosine_authors_style_uses_prelu_as_last_activation() -> None:
+    x = _images(2)
+    for decoder in ("gap", "ml_decoder"):
+        model = _classifier(decoder, "cosine").eval()
+        assert model.aam_style == "authors" and model.prelu_activation == "bn2.act"
+        act = model.backbone.bn2.act
+        assert isinstance(act, nn.PReLU) and act.weight.tolist() == [0.25]
+        captured: list[Tensor] = []
+        norm = model.backbone.bn2
+        norm.register_forward_hook(lambda m, inp, out, seen=captured: seen.append(inp[0]))
+        feats = model.features(x)
+        pre = F.group_norm(captured[0], norm.num_groups, norm.weight, norm.bias, norm.eps)
+        torch.testing.assert_close(feats, torch.where(pre > 0, pre, 0.25 * pre))
+        assert (feats < 0).any()  # SiLU's floor is -0.28; PReLU is unbounded below
+        # MLLB's earlier style and linear heads keep the backbone's own activation
+        for head, style in (("cosine", "mllb"), ("linear", "authors")):
+            other = _classifier(decoder, head, aam_style=style)
+            assert other.prelu_activation is None
+            assert isinstance(other.backbone.bn2.act, nn.SiLU)
+    assert not _classifier("ml_decoder", "cosine", aam_style="mllb").decoder.use_bias
+    with pytest.raises(ValueError, match="aam_style"):
+        _classifier("gap", "cosine", aam_style="paper")
+
+
+def test_prelu_only_where_the_authors_assignment_acts() -> None:
+    for backbone in ("test_resnet", "test_vit"):  # no conv_head/bn2 activation: unchanged
+        model = create_model("timm_image", LABELS, backbone=backbone, head="cosine")
+        assert model.prelu_activation is None
+        assert not any(isinstance(m, nn.PReLU) for m in model.modules())
+
+
+def test_prelu_is_added_after_strict_pretrained_loading(tmp_path: Path) -> None:
+    source = _classifier("gap", "linear", seed=0)
+    path = tmp_path / "w.pth"
+    torch.save(source.backbone.state_dict(), path)  # a plain backbone file: no PReLU weight
+    model = _classifier("gap", "cosine", seed=1, pretrained_path=str(path))
+    assert model.prelu_activation == "bn2.act"
+    torch.testing.assert_close(model.backbone.conv_head.weight, source.backbone.conv_head.weight)
+    # a whole cosine model's checkpoint (with the PReLU slope) loads back strictly
+    model.backbone.bn2.act.weight.data.fill_(0.1)
+    again = _classifier("gap", "cosine", seed=2)
+    again.load_state_dict(model.state_dict(), strict=True)
+    torch.testing.assert_close(again(_images(1)), model(_images(1)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""MRN (models/mrn.py): shapes and gradients, padding and order invariance, the biaffine claim."""
+"""MRN (models/mrn.py): shapes and gradients, padding and order invariance, the scorers, the
+pair-map reading and the embedding schedule (equality with the official code:
+test_mrn_official.py)."""
 
 from __future__ import annotations
 
@@ -107,7 +109,7 @@ def test_pair_order_and_mention_order() -> None:
 @pytest.mark.parametrize("block", [None, 2])
 def test_linear_head_is_biaffine_plus_linear(block: int | None) -> None:
     """head(phi) == h^T W_c t + u_c·h + v_c·t + w_c·g + b_c, W_c block-diagonal for block < d."""
-    model = _model(bilinear_block=block).eval()
+    model = _model(scorer="phi", bilinear_block=block).eval()
     batch = _batch(DOC_A, DOC_B)
     with torch.no_grad():
         out = model(**batch)
@@ -131,7 +133,7 @@ def test_linear_head_is_biaffine_plus_linear(block: int | None) -> None:
 @pytest.mark.parametrize("block", [None, 2])
 def test_forward_equals_head_of_explicit_phi(head: str, block: int | None) -> None:
     """forward's phi-free scorer == create_head's module applied to phi built explicitly."""
-    model = _model(head, bilinear_block=block).eval()
+    model = _model(head, scorer="phi", bilinear_block=block).eval()
     batch = _batch(DOC_A, DOC_B)
     with torch.no_grad():
         phi = model.pair_features(*model.pair_vectors(**batch))
@@ -169,3 +171,72 @@ def test_registry_and_bad_arguments() -> None:
         _model("softmax")
     with pytest.raises(ValueError, match="does not divide"):
         _model(bilinear_block=3)
+    with pytest.raises(ValueError, match="scorer must be"):
+        _model(scorer="mlp")
+    with pytest.raises(ValueError, match="no cosine form"):
+        _model("cosine", scorer="biaffine")
+    with pytest.raises(ValueError, match="pair_map must be"):
+        _model(pair_map="rows")
+    with pytest.raises(ValueError, match="unfreeze_embeddings_after"):
+        _model(unfreeze_embeddings_after=-1)
+    # the official scorer by default; the phi form where the official one has no equivalent
+    assert _model().scorer == "biaffine" and _model().pair_map == "tail_rows"
+    assert _model("cosine").scorer == "phi" and _model(bilinear_block=2).scorer == "phi"
+
+
+def test_biaffine_scorer_is_the_official_formula() -> None:
+    """logits = [h; 1]^T W_c [t; 1] + Linear(g) (model.py:111-121, 225-229)."""
+    model = _model().eval()
+    batch = _batch(DOC_A, DOC_B)
+    with torch.no_grad():
+        out = model(**batch)
+        h, t, g = model.pair_vectors(**batch)
+        ones = h.new_ones(h.shape[0], 1)
+        expected = (torch.einsum("pi,cij,pj->pc", torch.cat([h, ones], 1), model.biaffine,
+                                 torch.cat([t, ones], 1)) + model.pair_linear(g))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert not hasattr(model, "head")  # no unused parameters (DDP)
+
+
+def test_pair_map_readings_are_transposes() -> None:
+    """tail_rows reads the entity map at (t, h), head_rows at (h, t): g(h, t) of one is g(t, h)
+    of the other; h and t themselves do not depend on the reading."""
+    batch = _batch(DOC_A, DOC_B)
+    with torch.no_grad():
+        h1, t1, g_tail = _model(pair_map="tail_rows").eval().pair_vectors(**batch)
+        swapped = {**batch, "pairs": batch["pairs"].flip(1)}
+        g_head = _model(pair_map="head_rows").eval().pair_vectors(**swapped)[2]
+        h2, t2, g_same = _model(pair_map="head_rows").eval().pair_vectors(**batch)
+    torch.testing.assert_close(g_tail, g_head)
+    torch.testing.assert_close((h1, t1), (h2, t2))
+    assert not torch.allclose(g_tail, g_same)
+
+
+def test_embedding_freeze_schedule() -> None:
+    """Frozen for the whole run (requires_grad False), or for epochs 1..N (a trainable parameter
+    the loop drops the gradient of: main.py:302-306 with freeze_epochs N), or never."""
+    always = _model()
+    assert not always.embedding.weight.requires_grad and always.frozen_parameters(1) == []
+    scheduled = _model(unfreeze_embeddings_after=2)
+    assert scheduled.embedding.weight.requires_grad
+    assert [len(scheduled.frozen_parameters(e)) for e in (1, 2, 3, 80)] == [1, 1, 0, 0]
+    assert scheduled.frozen_parameters(1)[0] is scheduled.embedding.weight
+    never = _model(freeze_embeddings=False, unfreeze_embeddings_after=2)
+    assert never.embedding.weight.requires_grad and never.frozen_parameters(1) == []
+
+
+def test_without_vectors_the_task_trains_a_scheduled_embedding_from_the_start() -> None:
+    """MRN's trainer freezes only pretrained embeddings (main.py:302): the docred task without
+    --task.vectors turns the schedule off, as it unfreezes a frozen embedding."""
+    from pathlib import Path
+
+    from tasks import create_task
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "docred_task"
+    task = create_task("docred", data_dir=str(fixture))
+    model = create_model("tiny_mrn", task.num_labels, unfreeze_embeddings_after=50,
+                         **task.model_kwargs())
+    assert model.frozen_parameters(1) == [model.embedding.weight]
+    task.prepare_model(model)
+    assert model.embedding.weight.requires_grad and model.frozen_parameters(1) == []
+    assert "random init" in task.info()["word_embedding"]

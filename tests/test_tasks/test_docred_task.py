@@ -20,7 +20,7 @@ from tasks import create_task
 from tasks.base import DecisionRule
 from tasks.docred import data as D
 from tasks.docred.scorer import DocREDFormatError
-from tasks.docred.task import SHARED, tune_threshold
+from tasks.docred.task import SHARED, tune_threshold, tune_threshold_ign
 
 REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures" / "docred_task"
@@ -141,6 +141,38 @@ def test_threshold_tuning_matches_a_brute_force_search() -> None:
         assert f1 == pytest.approx(best) and got == pytest.approx(best)
 
 
+def test_ign_f1_threshold_tuning_matches_a_brute_force_search() -> None:
+    """MRN's objective (main.py:160-167): Ign precision = (tp - tp in train) / (#pred - tp in
+    train), recall = tp / gold; the tuned threshold reaches the best Ign F1 of any cut."""
+    def ign_f1(pred: np.ndarray, y: np.ndarray, seen: np.ndarray) -> float:
+        tp, tp_seen = (pred & (y > 0)).sum(), (pred & seen).sum()
+        p = (tp - tp_seen) / (pred.sum() - tp_seen) if pred.sum() > tp_seen else 0.0
+        r = tp / y.sum()
+        return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        s = np.round(rng.random((30, 4)), 1 if trial % 2 else 3)
+        y = (rng.random((30, 4)) < 0.2).astype(np.float32)
+        seen = (rng.random((30, 4)) < 0.4) & (y > 0)
+        theta, best = tune_threshold_ign(s, y, seen)
+        assert best == pytest.approx(max(ign_f1(s >= cut, y, seen) for cut in np.unique(s)))
+        assert ign_f1(s > theta, y, seen) == pytest.approx(best)
+
+
+def test_threshold_objective_option() -> None:
+    task = create_task("docred", data_dir=str(FIX))
+    assert task.kwargs["threshold_objective"] == "ign_f1"  # MRN's, the default
+    seen = task.in_train("dev")
+    y = task.targets("dev")
+    assert seen.sum() == 2 and (y[seen] == 1).all()  # the fixture's dev facts are train facts
+    # nothing new to find: Ign F1 is 0 at every cut, so nothing is predicted (the top score)
+    scores = torch.from_numpy(0.2 + 0.6 * y.astype(np.float32))
+    assert task.calibrate(torch.arange(len(y)), scores).value == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="threshold_objective must be"):
+        create_task("docred", data_dir=str(FIX), threshold_objective="auc")
+
+
 def test_subword_encoding_puts_markers_around_mentions(tmp_path: Path) -> None:
     from transformers import BertTokenizerFast
 
@@ -174,7 +206,8 @@ def test_collate_numbers_entities_and_rows_over_the_batch() -> None:
 
 
 def test_evaluate_uses_the_scorer_and_the_dev_tuned_threshold() -> None:
-    task = create_task("docred", data_dir=str(FIX))
+    # tuned for F1: both dev facts of the fixture are train facts, so Ign F1 is 0 at every cut
+    task = create_task("docred", data_dir=str(FIX), threshold_objective="f1")
     y = torch.cat([it["targets"] for it in task.items["dev"]]).float()
     perm = torch.randperm(len(y))
     rule = task.calibrate(perm, (0.2 + 0.6 * y)[perm])  # any order of rows

@@ -168,6 +168,10 @@ def test_evaluate_matches_independent_computations(coco_dir) -> None:
     perm = torch.from_numpy(rng.permutation(len(test_t)))  # arrival order must not matter
     out = task.evaluate("test", perm, torch.from_numpy(test_s)[perm], rule)
     assert out["map"] == pytest.approx(_sklearn_map(test_s, test_t))
+    # the ASL / ML-Decoder convention: classes without a test positive score 0, mean over all C
+    keep = test_t.sum(axis=0) > 0
+    assert out["map_zero"] == pytest.approx(_sklearn_map(test_s, test_t) * keep.sum() / len(keep))
+    assert task.primary_metric == "map" and {"map", "map_zero"} <= set(task.metrics)
     pred = test_s >= 0.5
     tp, npred, npos = (pred & (test_t > 0)).sum(0), pred.sum(0), test_t.sum(0)
     op, orec = tp.sum() / npred.sum(), tp.sum() / npos.sum()
@@ -242,7 +246,7 @@ def test_tiny_end_to_end_linear_cosine_and_mldecoder(coco_dir, tmp_path: Path) -
         assert r["task"] | {"data_fingerprint": None} == {
             "name": "coco", "version": "1", "dataset": "mini_coco-val2017", "split": "test",
             "num_labels": 4, "num_examples": 8, "data_fingerprint": None}
-        assert 0.0 <= r["metrics"]["map"] <= 1.0
+        assert 0.0 <= r["metrics"]["map_zero"] <= r["metrics"]["map"] <= 1.0
         assert r["extra"]["task_info"]["num_examples"] == {"train": 18, "dev": 2, "test": 8}
         assert len(r["threshold"]["per_class"]) == 4
     files = sorted(p.name for p in (tmp_path / "runs" / "coco").glob("*.json"))

@@ -82,6 +82,67 @@ def test_class_without_positive_is_skipped_not_zero() -> None:
     result = M.mean_average_precision(scores, targets)
     assert result == (1.0, 1, 1, result.skip_policy)
     assert "excluded" in result.skip_policy
+    zero = M.mean_average_precision(scores, targets, missing="zero")
+    assert zero == (0.5, 2, 0, zero.skip_policy) and "AP 0" in zero.skip_policy
+    assert M.mean_average_precision(scores, np.zeros((2, 2)), missing="zero").value == 0.0
+    assert np.isnan(M.mean_average_precision(scores, np.zeros((2, 2))).value)
+    with pytest.raises(ValueError, match="missing must be one of"):
+        M.mean_average_precision(scores, targets, missing="nan")
+
+
+@SETTINGS
+@given(score_target_matrices())
+def test_map_zero_equals_sklearn_over_all_classes(data: tuple[np.ndarray, np.ndarray]) -> None:
+    scores, targets = data
+    exp = np.nan_to_num(_sklearn_ap(scores, targets), nan=0.0).mean()  # AP 0, mean over all C
+    got = M.compute_metrics(["map_zero"], scores, targets)["map_zero"]
+    assert got == pytest.approx(exp, abs=1e-12)
+    skip = M.mean_average_precision(scores, targets)
+    if skip.classes_scored:  # the two conventions differ by the factor (classes scored) / C
+        assert got == pytest.approx(skip.value * skip.classes_scored / scores.shape[1],
+                                    abs=1e-12)
+
+
+def _official_map_helper(repo: str, monkeypatch: pytest.MonkeyPatch):
+    """``mAP(targs, preds)`` of an official helper_functions.py, imported at test time.
+
+    The file imports pycocotools at module level for its COCO dataset class (unused by
+    ``mAP``); where pycocotools is not installed an empty stand-in module takes its place.
+    """
+    from official import import_official
+
+    try:
+        import pycocotools.coco  # noqa: F401
+    except ImportError:
+        import sys
+        import types
+
+        stub = types.ModuleType("pycocotools.coco")
+        stub.COCO = object
+        monkeypatch.setitem(sys.modules, "pycocotools", types.ModuleType("pycocotools"))
+        monkeypatch.setitem(sys.modules, "pycocotools.coco", stub)
+    path = {"Alibaba-MIIL__ASL": "src/helper_functions/helper_functions.py",
+            "Alibaba-MIIL__ML_Decoder": "src_files/helper_functions/helper_functions.py"}[repo]
+    return import_official(repo, path).mAP
+
+
+@pytest.mark.parametrize("repo", ["Alibaba-MIIL__ASL", "Alibaba-MIIL__ML_Decoder"])
+@pytest.mark.parametrize("without_positive", [0, 5])
+def test_map_zero_equals_the_official_asl_helper(repo: str, without_positive: int,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    official_map = _official_map_helper(repo, monkeypatch)
+    rng = np.random.default_rng(without_positive)
+    n, c = 400, 20
+    targets = rng.random((n, c)) < 0.15
+    targets[:, :without_positive] = False  # classes without a positive in the split
+    scores = rng.random((n, c)) * 0.5 + 0.5 * targets * rng.random((n, c))
+    assert all(len(np.unique(scores[:, k])) == n for k in range(c))  # no ties
+    theirs = official_map(targets.astype(np.float64), scores)  # percent, AP 0 without positive
+    ours = M.mean_average_precision(scores, targets, missing="zero")
+    assert ours.value == pytest.approx(theirs / 100, abs=1e-6)
+    skip = M.mean_average_precision(scores, targets)
+    assert skip.classes_skipped == without_positive
+    assert skip.value == pytest.approx(theirs / 100 * c / (c - without_positive), abs=1e-6)
 
 
 def _ml_gcn_counts(scores: np.ndarray, targets: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -282,14 +343,15 @@ def test_inputs_are_not_modified(shape: tuple[int, int]) -> None:
 
 # -- the METRICS registry -------------------------------------------------------------------
 
-# every metric key a built-in task reported in schema 1.0 results, written out by hand
+# every metric key a built-in task reports (schema 1.0, plus the image tasks' map_zero of issue
+# 14), written out by hand
 REPORTED = {
     "synthetic": ["map", "CP", "CR", "CF1", "OP", "OR", "OF1", "macro_f1"],
     "text": ["P@1", "P@3", "P@5", "nDCG@1", "nDCG@3", "nDCG@5", "micro_f1", "macro_f1",
              "hamming_loss"],
-    "image": ["map", "CP", "CR", "CF1", "OP", "OR", "OF1", "CP_top3", "CR_top3", "CF1_top3",
-              "OP_top3", "OR_top3", "OF1_top3", "adaptive_CP", "adaptive_CR", "adaptive_CF1",
-              "adaptive_OP", "adaptive_OR", "adaptive_OF1"],
+    "image": ["map", "map_zero", "CP", "CR", "CF1", "OP", "OR", "OF1", "CP_top3", "CR_top3",
+              "CF1_top3", "OP_top3", "OR_top3", "OF1_top3", "adaptive_CP", "adaptive_CR",
+              "adaptive_CF1", "adaptive_OP", "adaptive_OR", "adaptive_OF1"],
     "docred": ["ign_f1", "f1", "precision", "recall", "ign_precision", "intra_f1", "inter_f1"],
 }
 
