@@ -14,6 +14,8 @@ BUILTIN_TASKS = {
     "text_multilabel": "tasks.text_classification.task:TextMultilabelTask",
     "aapd": "tasks.text_classification.task:AAPDTask",
     "docred": "tasks.docred.task:DocREDTask",
+    "docred_ner": "tasks.ner.task:DocREDNERTask",
+    "token_ner": "tasks.ner.task:TokenNERTask",
     "image_multilabel": "tasks.image_classification.task:ImageMultilabelTask",
     "coco": "tasks.image_classification.task:CocoTask",
     "nus_wide": "tasks.image_classification.task:NusWideTask",

@@ -541,6 +541,17 @@ def _register_builtin_metrics() -> None:
     for key, what in docred.items():
         add(key, "rule", f"DocRED scorer: {what}; computed by the task from the official "
             f"evaluation semantics", None, resamplable=False)
+    # entity recognition (tasks/ner): seqeval strict IOB2 over the decoded B/I scores, computed
+    # by the task (Task.extra_metrics) from its decision rule; other types' f1_<TYPE> are added
+    # by tasks.ner.task.type_metric when a data set has them
+    ner = {"entity_micro_f1": "entity-level micro F1 (primary)", "entity_macro_f1":
+           "entity-level macro F1 (mean over the types)", "entity_precision":
+           "entity-level micro precision", "entity_recall": "entity-level micro recall"}
+    ner.update({f"f1_{t}": f"entity-level F1 of type {t}"
+                for t in ("PER", "ORG", "LOC", "TIME", "NUM", "MISC")})
+    for key, what in ner.items():
+        add(key, "rule", f"NER (seqeval, strict IOB2): {what}; computed by the task from the "
+            f"decoded tag sequences", None, resamplable=False)
 
 
 _register_builtin_metrics()

@@ -101,12 +101,36 @@ def docred_batch(n: int) -> dict[str, Tensor]:
             "ner_ids": ner_ids}
 
 
+def tagger_batch(n: int) -> dict[str, Tensor]:
+    """``forward(input_ids, attention_mask, token_index)``: n token rows (the NER taggers).
+
+    Sentence s is [CLS] w... [SEP] with 3 + s % 4 words; ``token_index`` [n, 2] lists
+    (sentence, position) of the words, sentence after sentence, the first n of them, so that
+    row r is the same word of the same whole sentence for every n.
+    """
+    seqs: list[Tensor] = []
+    index: list[list[int]] = []
+    while len(index) < n:
+        s, words = len(seqs), 3 + len(seqs) % 4
+        ids = torch.randint(4, SIZES["vocab_size"], (words + 2,), generator=_generator(s))
+        ids[0], ids[-1] = CLS, SEP
+        seqs.append(ids)
+        index += [[s, 1 + w] for w in range(words)]
+    width = max(ids.numel() for ids in seqs)
+    input_ids = torch.full((len(seqs), width), PAD)
+    mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, ids in enumerate(seqs):
+        input_ids[i, :ids.numel()], mask[i, :ids.numel()] = ids, 1
+    return {"input_ids": input_ids, "attention_mask": mask, "token_index": torch.tensor(index[:n])}
+
+
 # the required arguments of ``forward`` -> the batch factory for that input signature
 INPUTS: dict[tuple[str, ...], Callable[[int], dict[str, Tensor]]] = {
     ("features",): features_batch,
     ("images",): images_batch,
     ("input_ids", "attention_mask"): tokens_batch,
     ("input_ids", "attention_mask", "mentions", "entity_doc", "pairs"): docred_batch,
+    ("input_ids", "attention_mask", "token_index"): tagger_batch,
 }
 
 

@@ -125,6 +125,17 @@ def _nus(root: Path) -> Path:
     return root
 
 
+def _conll(root: Path) -> Path:
+    """CoNLL-2003-style train/dev/test files in IOB2: 6 / 3 / 3 sentences, 3 types."""
+    words = [("Ann", "B-PER"), ("Lee", "I-PER"), ("met", "O"), ("IBM", "B-ORG"), ("in", "O"),
+             ("Paris", "B-LOC"), (".", "O")]
+    root.mkdir(parents=True)
+    for split, n in (("train", 6), ("dev", 3), ("test", 3)):
+        blocks = ["\n".join(f"{w} NNP {t}" for w, t in words[i % 3:]) for i in range(n)]
+        (root / f"{split}.txt").write_text("-DOCSTART- -X- O\n\n" + "\n\n".join(blocks) + "\n")
+    return root
+
+
 def _flip(array: np.ndarray | torch.Tensor) -> None:
     array[0, 0] = 1 - array[0, 0]
 
@@ -150,6 +161,9 @@ TINY: dict[str, Tiny] = {
     "aapd": Tiny(lambda d: dict(data_dir=str(FIXTURES / "aapd_mini")), "tiny_lsan"),
     "docred": Tiny(lambda d: dict(data_dir=str(FIXTURES / "docred_task")), "tiny_mrn",
                    _flip_docred),
+    "docred_ner": Tiny(lambda d: dict(data_dir=str(FIXTURES / "docred_task")),
+                       "tiny_bilstm_tagger"),
+    "token_ner": Tiny(lambda d: dict(data_dir=str(_conll(d / "conll"))), "tiny_bilstm_tagger"),
     "image_multilabel": Tiny(lambda d: dict(data_dir=str(_coco(d / "coco")), format="coco",
                                             **IMAGE), "tiny_image"),
     "coco": Tiny(lambda d: dict(data_dir=str(_coco(d / "coco")), **IMAGE), "tiny_image"),

@@ -1,0 +1,1 @@
+"""Entity recognition as multi-label token classification (task ``docred_ner``, ``token_ner``)."""
