@@ -21,7 +21,7 @@ import hashlib
 import inspect
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -425,6 +425,25 @@ def _recording_kwargs(init: Callable[..., None]) -> Callable[..., None]:
         init(self, *args, **kwargs)
 
     return wrapper
+
+
+
+class ListDataset(Dataset):
+    """Items held in a list, one per example (a document, a sentence); the task collates them."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.items[i]
+
+
+def find_file(folder: Path, names: Sequence[str]) -> Path | None:
+    """The first of ``names`` that is a file in ``folder`` (official file names, in order)."""
+    return next((folder / n for n in names if (folder / n).is_file()), None)
 
 
 def held_out(ids: list[str], fraction: float, salt: str = "") -> set[str]:

@@ -55,7 +55,7 @@ from torch.utils.data import Dataset
 
 from mllb_core.errors import UserError
 from mllb_core.registry import resolve_local_dir
-from tasks.base import SHARED_DATA, TASKS, DecisionRule, Task, check_split
+from tasks.base import SHARED_DATA, TASKS, DecisionRule, ListDataset, Task, check_split, find_file
 from tasks.docred import data as D
 from tasks.docred.data import DocREDFormatError, read_json
 from tasks.metrics import tune_threshold
@@ -98,23 +98,6 @@ def tune_threshold_ign(scores: np.ndarray, targets: np.ndarray, in_train: np.nda
         return float(s[0]), 0.0
     below = s[k + 1] if k + 1 < s.size else s[k] - 1.0
     return float((s[k] + below) / 2), float(f1[k])
-
-
-class PairDataset(Dataset):
-    """One item per document: its encoding, pairs, targets and the split-level row offset."""
-
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.items[i]
-
-
-def _find(folder: Path, names: tuple[str, ...]) -> Path | None:
-    return next((folder / n for n in names if (folder / n).is_file()), None)
 
 
 @TASKS.register("docred")
@@ -201,7 +184,7 @@ class DocREDTask(Task):
             folder = Path(data_dir)
             if not folder.is_dir():
                 raise FileNotFoundError(f"task 'docred': data_dir {folder} is not a directory")
-            train, dev, test = (_find(folder, n) for n in (TRAIN_NAMES, DEV_NAMES, TEST_NAMES))
+            train, dev, test = (find_file(folder, n) for n in (TRAIN_NAMES, DEV_NAMES, TEST_NAMES))
             if train is None or dev is None:
                 raise FileNotFoundError(
                     f"task 'docred': {folder} needs a train file (one of {TRAIN_NAMES}) and a "
@@ -265,7 +248,7 @@ class DocREDTask(Task):
     def dataset(self, split: str) -> Dataset:
         """The split's documents (one item each)."""
         check_split(self, split)
-        return PairDataset(self.items[split])
+        return ListDataset(self.items[split])
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Pad tokens; number entities, mentions and pair rows over the batch."""

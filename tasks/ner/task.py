@@ -50,7 +50,16 @@ from torch.utils.data import Dataset
 
 from mllb_core.errors import UserError
 from mllb_core.registry import resolve_local_dir
-from tasks.base import SHARED_DATA, TASKS, DecisionRule, Task, check_split, held_out
+from tasks.base import (
+    SHARED_DATA,
+    TASKS,
+    DecisionRule,
+    ListDataset,
+    Task,
+    check_split,
+    find_file,
+    held_out,
+)
 from tasks.metrics import METRICS, MetricSpec
 from tasks.ner import data as D
 from tasks.ner.decoding import TYPES, decode, encode, entity_set, micro_f1, ner_scores
@@ -88,23 +97,6 @@ def type_metric(typ: str) -> str:
         METRICS.add(name, MetricSpec(name, True, "rule", False, f"seqeval strict IOB2 F1 of "
                                      f"entity type {typ} (NER tasks)", None))
     return name
-
-
-def _find(folder: Path, names: Sequence[str]) -> Path | None:
-    return next((folder / n for n in names if (folder / n).is_file()), None)
-
-
-class SentenceDataset(Dataset):
-    """One item per sentence (or sentence piece): inputs, targets and the split's row offset."""
-
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.items[i]
 
 
 @TASKS.register("token_ner")
@@ -159,7 +151,7 @@ class TokenNERTask(Task):
             folder = Path(data_dir)
             if not folder.is_dir():
                 raise UserError(f"task 'token_ner': data_dir {folder} is not a directory")
-            found = {s: _find(folder, CONLL_NAMES[s]) for s in CONLL_NAMES}
+            found = {s: find_file(folder, CONLL_NAMES[s]) for s in CONLL_NAMES}
             missing = [s for s, p in found.items() if p is None]
             if missing:
                 raise UserError(f"task 'token_ner': {folder} has no {missing} file; expected "
@@ -294,7 +286,7 @@ class TokenNERTask(Task):
     def dataset(self, split: str) -> Dataset:
         """The split's sentences (one item each; very long ones for sub-word models in pieces)."""
         check_split(self, split)
-        return SentenceDataset(self.items[split])
+        return ListDataset(self.items[split])
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """Pad the inputs; ``token_index`` [N, 2] (sequence, position) and ``row_index`` [N]
@@ -494,7 +486,7 @@ class DocREDNERTask(TokenNERTask):
             folder = Path(data_dir)
             if not folder.is_dir():
                 raise UserError(f"task 'docred_ner': data_dir {folder} is not a directory")
-            train, dev, test = (_find(folder, n) for n in (TRAIN_NAMES, DEV_NAMES, TEST_NAMES))
+            train, dev, test = (find_file(folder, n) for n in (TRAIN_NAMES, DEV_NAMES, TEST_NAMES))
             if train is None or dev is None:
                 raise UserError(f"task 'docred_ner': {folder} needs a train file (one of "
                                 f"{TRAIN_NAMES}) and a dev file (one of {DEV_NAMES})")
