@@ -76,6 +76,48 @@ def test_average_precision_larger_random_and_torch_input() -> None:
     np.testing.assert_allclose(M.average_precision_per_class(scores, targets), exp, atol=1e-12)
 
 
+def _heavy_ties(n: int, c: int, seed: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Scores rounded to 2 decimals (many ties, positives tied with negatives), some classes
+    without any positive; ``shift`` < 0 gives negative scores (logits-like)."""
+    rng = np.random.default_rng(seed)
+    targets = rng.random((n, c)) < 0.05
+    targets[:, :3] = False  # classes without positives
+    scores = np.round(rng.random((n, c)) * 0.8 + 0.2 * targets, 2) + shift
+    return scores, targets
+
+
+@pytest.mark.parametrize("shift", [0.0, -0.5])  # fast path (scores >= 0) and the general one
+@pytest.mark.parametrize(("n", "c"), [(300, 12), (4100, 70)])  # (4100, 70): threaded blocks
+def test_average_precision_heavy_ties_and_empty_classes_equal_sklearn(
+    n: int, c: int, shift: float,
+) -> None:
+    scores, targets = _heavy_ties(n, c, seed=n + c, shift=shift)
+    got = M.average_precision_per_class(scores, targets)
+    exp = _sklearn_ap(scores, targets)
+    assert np.isnan(got[:3]).all() and not np.isnan(got[3:]).any()
+    np.testing.assert_allclose(got[3:], exp[3:], rtol=0, atol=1e-12)
+
+
+def test_average_precision_same_on_one_and_two_threads() -> None:
+    scores, targets = _heavy_ties(5000, 120, seed=3)  # above the size where threads are used
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = M.average_precision_per_class(scores, targets)
+        torch.set_num_threads(2)
+        two = M.average_precision_per_class(scores, targets)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)  # bit for bit, NaNs in the same places
+
+
+def test_average_precision_negative_zero_ties_with_zero() -> None:
+    scores = np.array([[0.0, 0.5], [-0.0, 0.5], [0.0, 0.1], [0.3, 0.0]])
+    targets = np.array([[1, 1], [0, 0], [1, 0], [0, 1]])
+    np.testing.assert_allclose(M.average_precision_per_class(scores, targets),
+                               _sklearn_ap(scores, targets), rtol=0, atol=1e-12)
+
+
 def test_class_without_positive_is_skipped_not_zero() -> None:
     scores = np.array([[0.9, 0.1], [0.2, 0.8]])
     targets = np.array([[1, 0], [0, 0]])
