@@ -49,7 +49,7 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
     Raises UserError naming the cell and what is wrong: a typo in the last loss of a sweep or a
     results file of another run is found before the first cell trains.
     """
-    tasks: dict[str, Task] = {}
+    tasks: dict[str, tuple[Task, str]] = {}  # one build and one data fingerprint per task
     built: set[str] = set()
     cells = []
     for cfg in cfgs:
@@ -61,8 +61,9 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
         key = repr((cfg.task, sorted(task_kwargs.items())))
         if key not in tasks:
             with heartbeat(f"preparing task {cfg.task}", enabled=acc.is_main_process):
-                tasks[key] = build_task(cfg.task, task_kwargs)
-        task = tasks[key]
+                built_task = build_task(cfg.task, task_kwargs)
+                tasks[key] = built_task, built_task.data_fingerprint()
+        task, fingerprint = tasks[key]
         try:
             loss_fn = create_loss(cfg.loss_name, preset=cfg.loss_preset, **cfg.loss_kwargs)
         except (TypeError, ValueError, KeyError) as exc:  # KeyError: an unknown preset
@@ -74,7 +75,7 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
         check_model(model_name, task.num_labels, model_kwargs, built)
         sections = {
             "task": {"name": task.name, "version": task.version, "dataset": task.dataset_name,
-                     "data_fingerprint": task.data_fingerprint()},
+                     "data_fingerprint": fingerprint},
             "model": {"name": model_name, "kwargs": model_kwargs,
                       "version": model_version(model_name)},
             "loss": {"name": loss_fn.name, "preset": loss_fn.preset, "kwargs": loss_fn.hparams},

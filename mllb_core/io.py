@@ -1,4 +1,5 @@
-"""Atomic file writes shared by every package (results, configs, checkpoints markers, tables).
+"""File IO shared by every package: atomic writes (results, configs, checkpoint markers, tables)
+and the one JSON reader of the data readers.
 
 A reader sees the old file or the new one, never a partial one: text goes to a hidden temp file
 in the target directory, is fsynced, then ``os.replace``-d onto the target.
@@ -12,6 +13,8 @@ import os
 import pathlib
 import tempfile
 from typing import Any
+
+from mllb_core.errors import UserError
 
 
 def _umask() -> int:
@@ -77,3 +80,21 @@ def _fsync_directory(directory: pathlib.Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_json(path: str | os.PathLike[str], error: type[UserError], missing: str) -> Any:
+    """Load a JSON file; a missing file, invalid JSON or non-UTF-8 text is ONE ``error``.
+
+    ``missing`` is the message for a file that does not exist (the caller names what the file
+    is); a parse error names the file and the line and column (or the byte offset).
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise error(missing) from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: not valid JSON: line {exc.lineno}, column {exc.colno}: "
+                    f"{exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not valid JSON: not UTF-8 text (byte offset {exc.start})") from None

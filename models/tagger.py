@@ -17,29 +17,15 @@ The cosine head is written here rather than imported from ``models.heads``, whic
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mllb_core.registry import resolve_local_dir
+from models.heads import CosineHead
 from models.registry import MODELS
-
-
-class CosineLayer(nn.Module):
-    """cosines [N, C] = normalize(x) normalize(W)^T (as ``models.heads.CosineHead``)."""
-
-    def __init__(self, in_features: int, num_labels: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(num_labels, in_features))
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x [N, D] -> cosines [N, C] in [-1, 1]."""
-        return F.linear(F.normalize(x, dim=-1), F.normalize(self.weight, dim=-1))
 
 
 def make_head(head: str, in_features: int, num_labels: int, model: str) -> nn.Module:
@@ -47,7 +33,7 @@ def make_head(head: str, in_features: int, num_labels: int, model: str) -> nn.Mo
     if head == "linear":
         return nn.Linear(in_features, num_labels)
     if head == "cosine":
-        return CosineLayer(in_features, num_labels)
+        return CosineHead(in_features, num_labels)
     raise ValueError(f"{model}: head must be 'linear' or 'cosine', got {head!r}")
 
 
@@ -151,5 +137,5 @@ def tiny_token_encoder(num_labels: int, vocab_size: int = 100,
     return TokenEncoderTagger(num_labels, BertModel(config), **kwargs)
 
 
-__all__ = ["BiLSTMTagger", "CosineLayer", "TokenEncoderTagger", "bilstm_tagger",
+__all__ = ["BiLSTMTagger", "TokenEncoderTagger", "bilstm_tagger",
            "tiny_bilstm_tagger", "tiny_token_encoder", "token_encoder"]

@@ -13,7 +13,6 @@ document title and the field.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from mllb_core import io
 from mllb_core.errors import UserError
 from tasks.base import held_out
 
@@ -33,14 +33,7 @@ class DocREDFormatError(UserError, ValueError):
 
 def read_json(path: str | Path, what: str) -> Any:
     """Load a JSON file; a missing file or invalid JSON is a DocREDFormatError naming it."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise DocREDFormatError(f"{what} file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise DocREDFormatError(f"{path}: not valid JSON: line {exc.lineno}, column "
-                                f"{exc.colno}: {exc.msg}") from None
+    return io.read_json(path, DocREDFormatError, f"{what} file not found: {path}")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ import collections
 import csv
 import io
 import itertools
-import json
 import math
 import os
 import re
@@ -40,6 +39,7 @@ import yaml
 from PIL import Image
 
 from mllb_core.errors import UserError
+from mllb_core.io import read_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -146,13 +146,7 @@ def _image_present(path: Path, missing: str, skips: collections.Counter[str], wh
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except FileNotFoundError:
-        raise ImageDataError(f"{path}: annotation file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ImageDataError(f"{path}: not valid JSON: {exc}") from None
+    return read_json(path, ImageDataError, f"{path}: annotation file not found")
 
 
 def read_coco(annotation_file: str | Path, image_dir: str | Path, *, empty: str = "skip",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mllb_core import io
 from mllb_core.errors import UserError
 from tasks.ner.decoding import TYPES, Span
 
@@ -88,16 +89,8 @@ def read_docred(path: str | Path, types: Sequence[str] = TYPES) -> tuple[list[Do
 
     Titles must be unique (the held-out selection split is chosen by title).
     """
-    import json
-
     path = Path(path)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NERDataError(f"DocRED file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise NERDataError(f"{path}: not valid JSON: line {exc.lineno}, column {exc.colno}: "
-                           f"{exc.msg}") from None
+    records = io.read_json(path, NERDataError, f"DocRED file not found: {path}")
     if not isinstance(records, list):
         raise NERDataError(f"{path}: expected a JSON list of documents, got "
                            f"{type(records).__name__}")
