@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ from engine.outputs import disk_guard, environment, refresh_leaderboard, results
 from engine.plan import Cell, plan
 from engine.recipe import prepare
 from mllb_core.errors import UserError
-from mllb_core.runconfig import ConfigError, HelpRequested, cell_argv, debug_requested, parse_config
+from mllb_core.runconfig import ConfigError, HelpRequested, cell_argv, debug_requested
+from mllb_core.suite import check_one_launch, parse_sweeps
 from models import auxiliary_loss, frozen_parameters
 from tasks import Task
 
@@ -201,11 +203,15 @@ def dev_metrics(acc: Accelerator, task: Task, model: torch.nn.Module, loss_fn: t
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run every cell of the configured sweep; return the results of the finished cells."""
     argv = sys.argv[1:] if argv is None else argv
-    base = parse_config(argv)
+    sweeps = parse_sweeps(argv)  # one per suite cell; without --suite, one
+    base = sweeps[0][2]
     if base.print_commands:
-        for cell in base.cells():
-            print(" ".join(["accelerate", "launch", "run_task.py", *cell_argv(argv, cell)]))
+        for _, sweep_argv, sweep in sweeps:
+            for cell in sweep.cells():
+                print(shlex.join(["accelerate", "launch", "run_task.py",
+                                  *cell_argv(sweep_argv, cell)]))
         return []
+    check_one_launch(sweeps)
     try:
         acc = Accelerator(mixed_precision=base.mixed_precision,
                           gradient_accumulation_steps=base.grad_accum,
@@ -215,7 +221,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                                                                     use_seedable_sampler=True))
     except ValueError as exc:  # accelerate's own check of the trackers and the precision
         raise ConfigError(f"--report_to / --mixed_precision: {exc}") from exc
-    cells = plan(base.cells(), acc, environment(acc))  # everything validated before training
+    # every cell of every sweep validated before the first trains
+    cells = plan([c for *_, sweep in sweeps for c in sweep.cells()], acc, environment(acc))
     done = []
     for cell in cells:
         if cell.finished is not None:

@@ -33,12 +33,19 @@ def write_outputs(cell: Cell, results: dict[str, Any], index: torch.Tensor, scor
     for stale in cell.path.parent.glob(f"{stem.name}.*"):  # outputs of a replaced run
         stale.unlink()
     if cell.cfg.save_scores:
-        order = index.argsort()
-        # targets too, so the leaderboard's paired bootstrap can recompute the metric; float32
-        # because float16 rounding creates ties that move mAP by tenths of a point
-        np.savez_compressed(f"{stem}.scores.npz", index=index[order].numpy(),
-                            scores=scores[order].numpy().astype(np.float32),
-                            targets=targets[order].numpy().astype(np.uint8))
+        counts = cell.task.example_counts("test", index, scores, rule)
+        if counts is not None:
+            # the task's per-example counts of its primary metric (tasks.metrics.COUNTED_METRICS)
+            # instead of scores too large to publish; the bootstrap resamples these rows
+            np.savez_compressed(f"{stem}.scores.npz", counts=counts,
+                                metric=np.array(cell.task.primary_metric))
+        else:
+            order = index.argsort()
+            # targets too, so the leaderboard's paired bootstrap can recompute the metric;
+            # float32 because float16 rounding creates ties that move mAP by tenths of a point
+            np.savez_compressed(f"{stem}.scores.npz", index=index[order].numpy(),
+                                scores=scores[order].numpy().astype(np.float32),
+                                targets=targets[order].numpy().astype(np.uint8))
         results["scores_file"] = f"{stem.name}.scores.npz"
     predictions = cell.task.write_predictions("test", index, scores, stem, rule)
     if predictions:

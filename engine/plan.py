@@ -88,6 +88,12 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
                     {**sections, "identity": identity}, run_id(identity),
                     out / task.name / f"{stem}.json",
                     Checkpoints(out / "checkpoints" / task.name / stem))
+        twin = next((c for c in cells if c.path == cell.path), None)
+        if twin is not None:  # two cells, one results file: the second would replace the first
+            raise UserError(
+                f"two cells of this sweep write {cell.path} (run_ids {twin.run_id} and "
+                f"{cell.run_id}: {describe_difference(twin.sections['identity'], identity)}); "
+                f"give them different models or --output_dir values")
         if cell.path.exists():
             old = read_results(cell.path)
             old_identity = old.get("identity") or run_identity(old)
@@ -137,6 +143,8 @@ def check_model(name: str, num_labels: int, kwargs: dict[str, Any], built: set[s
         create_model(name, num_labels, **kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{exc} (the --model.<arg> options)") from exc
+    except ImportError as exc:  # an optional extra the model's weights need (its message says)
+        raise UserError(f"model {name!r}: {exc}") from exc
     built.add(key)
 
 

@@ -180,8 +180,10 @@ class RunConfig:
     overwrite: bool = field(default=False, metadata=_doc(
         "output", "replace a results file that holds another run (another run_id) under the "
         "same name instead of stopping"))
-    save_scores: bool = field(default=False, metadata=_doc(
-        "output", "also write test probabilities and targets (.npz, float32)"))
+    save_scores: bool = field(default=True, metadata=_doc(
+        "output", "also write <results>.scores.npz: the test probabilities and targets "
+        "(float32), or the per-example counts of the primary metric where the task provides "
+        "them (DocRED, NER); the leaderboard's paired bootstrap resamples them"))
     report_to: str = field(default="", metadata=_doc(
         "output", "comma list of accelerate trackers (tensorboard, wandb, ...); empty: none",
         comma_list=True))
@@ -197,6 +199,9 @@ class RunConfig:
     stop_after_epoch: int = field(default=0, metadata=_doc(
         "debug", "stop after this epoch's checkpoint (testing a resume); 0 disables",
         bounds=Bounds(0)))
+    suite: str = field(default="", metadata=_doc(
+        "run", "run every cell of a suite (tasks/suites/<name>.yaml, or a path): each cell's "
+        "--config and options, then this command line's; e.g. --suite cpu-small --loss my_loss"))
     config: list[str] = field(default_factory=list, metadata=_doc(
         "run", "YAML file of options, or <task>/<name> for tasks/<task>/configs/<name>.yaml; "
         "repeatable, applied in order before the command-line options"))
@@ -639,6 +644,7 @@ def help_text(width: int = 100) -> str:
         "  python run_task.py --config synthetic/smoke --loss asl --loss.gamma_neg 2 "
         "--task.missing_rate 0.5",
         "  python run_task.py --config synthetic/smoke --print_commands   # one launch per cell",
+        "  python run_task.py --suite cpu-small --loss my_loss --seed 0,1,2 --print_commands",
         "  accelerate launch --num_processes 2 run_task.py --config synthetic/smoke --lr 1e-3",
     ]
     return "\n".join(lines) + "\n"

@@ -281,6 +281,19 @@ class Task(abc.ABC):
         """
         return {}
 
+    def example_counts(self, split: str, index: Tensor, scores: Tensor,
+                       rule: DecisionRule | None = None) -> np.ndarray | None:
+        """Per-example counts [E, K] of the primary metric under ``rule``, or None (default).
+
+        For a primary metric in ``tasks.metrics.COUNTED_METRICS`` (a ratio of counts summed
+        over examples, e.g. entity micro F1 from (correct, predicted, gold) per sentence): row
+        ``e`` holds example ``e``'s counts in that entry's column order, so that the summed
+        rows give the metric ``evaluate`` reports. The leaderboard's paired bootstrap resamples
+        these rows when a task's test scores are too large to publish. None: the bootstrap
+        resamples score rows (``resamplable`` metrics) or falls back to seeds.
+        """
+        return None
+
     def ordered_scores(self, split: str, index: Tensor, scores: Tensor) -> np.ndarray:
         """``scores`` as float64 numpy in row-id order (checks every row comes exactly once)."""
         return as_scores(scores)[index_order(index, self.num_rows(split), self.name, split)]

@@ -767,6 +767,39 @@ def metric_function(name: str, threshold: float = 0.5) -> Callable[[ArrayLike, A
     return lambda s, t: float(fn(s, t))
 
 
+def f1_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Micro F1 from summed counts [..., 3] = (correct, predicted, gold); 0 where undefined.
+
+    Vectorized over leading axes: the bootstrap passes [R, 3], one row per resample.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    total = c[..., 1] + c[..., 2]
+    return np.divide(2 * c[..., 0], total, out=np.zeros_like(total), where=total > 0)
+
+
+def ign_f1_from_counts(counts: np.ndarray) -> np.ndarray:
+    """DocRED's Ign F1 from summed counts [..., 4] = (correct, correct_in_train, predicted, gold).
+
+    The official evaluation's formula (``tasks/docred/scorer.py``): Ign precision =
+    (correct - correct_in_train) / (predicted - correct_in_train), recall = correct / gold.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    den = c[..., 2] - c[..., 1]
+    p = np.divide(c[..., 0] - c[..., 1], den, out=np.zeros_like(den), where=den > 0)
+    r = np.divide(c[..., 0], c[..., 3], out=np.zeros_like(den), where=c[..., 3] > 0)
+    return np.divide(2 * p * r, p + r, out=np.zeros_like(den), where=p + r > 0)
+
+
+# metric name -> (column names of its per-example counts, summed counts [..., K] -> value):
+# metrics that are ratios of counts summed over test examples (a document, a sentence), so the
+# leaderboard's bootstrap resamples a task's saved per-example counts (Task.example_counts)
+# when the scores themselves are too large to publish (DocRED: ~180k pairs x 97 relations)
+COUNTED_METRICS: dict[str, tuple[tuple[str, ...], Callable[[np.ndarray], np.ndarray]]] = {
+    "entity_micro_f1": (("correct", "predicted", "gold"), f1_from_counts),
+    "ign_f1": (("correct", "correct_in_train", "predicted", "gold"), ign_f1_from_counts),
+}
+
+
 def resamplable_metrics(threshold: float = 0.5) -> dict[str, Callable[[ArrayLike, ArrayLike],
                                                                       float]]:
     """Metric name -> ``f(scores, targets)`` for every resamplable metric (the bootstrap's)."""

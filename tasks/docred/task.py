@@ -379,6 +379,23 @@ class DocREDTask(Task):
                        sources=(f"{split} predictions", f"{split} gold"))
         return {k: float(result[k]) for k in DOCRED_METRICS}
 
+    def example_counts(self, split: str, index: Tensor, scores: Tensor,
+                       rule: DecisionRule | None = None) -> np.ndarray | None:
+        """Per document (correct, correct_in_train, predicted, gold) [D, 4] of Ign F1 under
+        ``rule`` (``Na`` never predicted), as the official scorer counts them."""
+        rule = self.default_rule() if rule is None else rule
+        above = rule.decide(self.ordered_scores(split, index, scores))  # [R, C]
+        above[:, self.schema.na_id] = False
+        gold = self.targets(split).astype(bool)
+        gold[:, self.schema.na_id] = False
+        hit = above & gold
+        per_row = np.stack([hit.sum(1), (hit & self.in_train(split)).sum(1), above.sum(1),
+                            gold.sum(1)], axis=1)  # [R, 4]
+        sizes = [len(it["pairs"]) for it in self.items[split]]
+        out = np.zeros((len(sizes), 4), dtype=np.int64)
+        np.add.at(out, np.repeat(np.arange(len(sizes)), sizes), per_row)  # rows are in doc order
+        return out
+
     def write_predictions(self, split: str, index: Tensor, scores: Tensor, stem: Path,
                           rule: DecisionRule | None = None) -> str | None:
         """``<stem>.<split>.predictions.json`` in the official submission format."""

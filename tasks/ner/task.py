@@ -365,6 +365,24 @@ class TokenNERTask(Task):
         out = ner_scores(gold, pred, self.types)
         return {k: v for k, v in out.items() if k in self.metrics}
 
+    def example_counts(self, split: str, index: Tensor, scores: Tensor,
+                       rule: DecisionRule | None = None) -> np.ndarray | None:
+        """Per sentence (correct, predicted, gold) entities [S, 3] of entity micro F1 under
+        ``rule`` (strict-mode entities, as :meth:`calibrate` finds them)."""
+        rule = self.default_rule() if rule is None else rule
+        threshold = rule.per_class if rule.per_class is not None else rule.value
+        lengths = self.lengths[split]
+        gold = entity_set(self.targets(split), lengths, self.types)
+        pred = entity_set(self.ordered_scores(split, index, scores), lengths, self.types,
+                          threshold)
+        starts = np.cumsum([0, *lengths])[:-1]
+        out = np.zeros((len(lengths), 3), dtype=np.int64)
+        for col, ents in enumerate((gold & pred, pred, gold)):
+            first = np.array([e[1] for e in ents], dtype=np.int64)
+            # an entity belongs to the sentence of its first token
+            np.add.at(out[:, col], np.searchsorted(starts, first, side="right") - 1, 1)
+        return out
+
     def spans(self, split: str, scores: np.ndarray, rule: DecisionRule
               ) -> list[list[tuple[int, int, str]]]:
         """Predicted spans per sentence of ``split`` from ``scores`` [T, 2K] (row order)."""

@@ -217,13 +217,20 @@ def test_numbers_and_booleans(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["resume", "keep_checkpoints", "overwrite", "debug",
-                                  "leaderboard", "save_scores", "print_commands"])
+                                  "leaderboard", "print_commands"])
 def test_switches_default_false_and_work_alone_or_with_a_value(name: str) -> None:
     assert getattr(parse_config([]), name) is False
     assert getattr(parse_config([f"--{name}"]), name) is True
     assert getattr(parse_config([f"--{name}", "--epochs", "3"]), name) is True
     assert getattr(parse_config([f"--{name}=false"]), name) is False
     assert getattr(parse_config([f"--{name}", "true"]), name) is True
+
+
+def test_save_scores_is_on_by_default_and_can_be_switched_off() -> None:
+    # every run can be bootstrapped by the leaderboard unless the user opts out
+    assert parse_config([]).save_scores is True
+    assert parse_config(["--save_scores=false"]).save_scores is False
+    assert parse_config(["--save_scores", "false", "--epochs", "3"]).save_scores is False
 
 
 def test_yaml_lists_for_sweeps(tmp_path: Path) -> None:

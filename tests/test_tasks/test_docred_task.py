@@ -366,3 +366,33 @@ def test_official_docred_layout_with_hidden_test_labels(tmp_path: Path) -> None:
     assert task.files["test"].endswith("dev.json") and "held out" in task.selection
     shutil.copy(tmp_path / "dev.json", tmp_path / "test.json")  # a labelled test file
     assert create_task("docred", data_dir=str(tmp_path)).dataset_name == "docred"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_example_counts_sum_to_the_scorers_ign_f1(seed: int) -> None:
+    # the per-document counts the leaderboard's bootstrap resamples: summed, they must give the
+    # official scorer's Ign F1 and F1 (tasks/docred/scorer.py, checked against the official
+    # evaluation elsewhere), for random scores and a threshold between them
+    from tasks.metrics import COUNTED_METRICS, f1_from_counts
+
+    task = create_task("docred", data_dir=str(FIX))
+    rng = np.random.default_rng(seed)
+    n = task.num_rows("test")
+    y = task.targets("test")
+    scores = torch.from_numpy(np.clip(0.5 * y + rng.random(y.shape) * 0.7, 0, 1))
+    perm = torch.from_numpy(rng.permutation(n))
+    rule = DecisionRule("fixed", 0.5)
+    counts = task.example_counts("test", perm, scores[perm], rule)
+    assert counts.shape == (len(task.items["test"]), 4)
+    names, from_counts = COUNTED_METRICS["ign_f1"]
+    metrics = task.evaluate("test", perm, scores[perm], rule)
+    assert from_counts(counts.sum(0)) == pytest.approx(metrics["ign_f1"], abs=1e-12)
+    total = counts.sum(0)
+    assert f1_from_counts(total[[0, 2, 3]]) == pytest.approx(metrics["f1"], abs=1e-12)
+    assert names == ("correct", "correct_in_train", "predicted", "gold")
+    from tasks.docred.scorer import score
+
+    official = score(task.predictions("test", scores.numpy().astype(np.float64), rule),
+                     [d.raw for d in task.docs["test"]], [[d.raw for d in task.docs["train"]]])
+    assert total.tolist() == [official["correct"], official["correct_in_train"],
+                              official["num_predictions"], official["num_gold"]]

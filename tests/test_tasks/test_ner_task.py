@@ -385,3 +385,24 @@ def create_task_metrics() -> tuple[str, ...]:
     from tasks.ner.task import DocREDNERTask
 
     return DocREDNERTask.metrics
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_example_counts_sum_to_seqevals_micro_f1(tmp_path: Path, seed: int) -> None:
+    # the per-sentence (correct, predicted, gold) the leaderboard's bootstrap resamples: summed,
+    # they give seqeval's entity micro F1 of evaluate (for random scores)
+    from tasks import create_task
+    from tasks.metrics import COUNTED_METRICS
+
+    task = create_task("docred_ner", data_dir=str(_nested_docs(tmp_path / "d")))
+    rng = np.random.default_rng(seed)
+    y = task.targets("test")
+    scores = torch.from_numpy(np.clip(0.6 * y + 0.6 * rng.random(y.shape), 0, 1))
+    idx = torch.arange(len(y))
+    rule = task.default_rule()
+    counts = task.example_counts("test", idx, scores, rule)
+    assert counts.shape == (len(task.lengths["test"]), 3)
+    out = task.evaluate("test", idx, scores, rule)
+    _, from_counts = COUNTED_METRICS["entity_micro_f1"]
+    assert from_counts(counts.sum(0)) == pytest.approx(out["entity_micro_f1"], abs=1e-12)
+    assert counts[:, 2].sum() == 14  # the gold entities of the two test documents
