@@ -65,7 +65,8 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
                 tasks[key] = built_task, built_task.data_fingerprint()
         task, fingerprint = tasks[key]
         try:
-            loss_fn = create_loss(cfg.loss_name, preset=cfg.loss_preset, **cfg.loss_kwargs)
+            loss_fn = create_loss(cfg.loss_name, preset=cfg.loss_preset,
+                                  compile=cfg.compile in ("loss", "all"), **cfg.loss_kwargs)
         except (TypeError, ValueError, KeyError) as exc:  # KeyError: an unknown preset
             raise ConfigError(f"--loss {cfg.loss}: {exc.args[0] if exc.args else exc}") from exc
         task.check_declared_rule(loss_fn.decision_rule())

@@ -92,6 +92,8 @@ def prepare(cell: Cell, acc: Accelerator) -> Prepared:
     set_seed(int(cfg.seed))
     model = create_model(cell.model_name, task.num_labels, **cell.model_kwargs)
     task.prepare_model(model)
+    if cfg.compile in ("model", "all"):
+        model.compile()  # in place: parameter names, hence checkpoints, stay those of eager
     n_params = sum(p.numel() for p in model.parameters())
     loaders = [DataLoader(task.dataset(s), batch_size=cfg.eval_batch_size if s != "train" else
                           cfg.batch_size, shuffle=s == "train", collate_fn=task.collate,

@@ -17,6 +17,12 @@ positive focusing weight only (it is not a probability shift of the negatives as
 effect when gamma_pos = 0); eq. 1 has no clip, hence the default 0. The authors' code returns
 sum / N: reduction ``batchmean``. Unlike ASL's official code, its focusing weights are not
 detached, hence ``detach_focal_weight=False`` by default.
+
+Computation: with ``m = 0`` and ``clip = 0`` (the defaults and every preset), eq. 1 is the
+asymmetric polynomial family of ``losses/_kernel.py`` at ``z = s cos`` (c+ = k / s,
+c- = (1 - k) / s), evaluated by its fused kernel (one saved [N, C] tensor); otherwise the plain
+composition of eq. 1 below. ``tests/test_losses/test_loss_reference.py`` checks both against
+eq. 1 written plainly.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losses._kernel import check_inputs, compute_dtype, reduce
+from losses._kernel import PolyParams, check_inputs, compute_dtype, poly_loss, reduce
 from losses.base import LOSSES, MultiLabelLoss, check_finite, check_margin, check_nonneg, require
 
 
@@ -65,6 +71,14 @@ def aam_loss(
     """
     check_inputs("aam", cos_theta, targets, reduction)
     _check_aam(s, m, k, gamma_pos, gamma_neg, clip)
+    if m == 0 and clip == 0:
+        # with z = s cos, eq. 1 is the asymmetric polynomial family (losses/_kernel.py) with
+        # c+ = k / s, c- = (1 - k) / s and the ASL focusing convention: one fused kernel that
+        # saves one [N, C] tensor (its gradient) instead of the composition's seven
+        hp = PolyParams(gamma_pos=gamma_pos, gamma_neg=gamma_neg, scale_pos=k / s,
+                        scale_neg=(1.0 - k) / s, detach_focal_weight=detach_focal_weight)
+        return poly_loss(cos_theta.to(compute_dtype(cos_theta)) * s, targets, hp, reduction,
+                         "aam")
     c = cos_theta.to(compute_dtype(cos_theta))
     y = targets.to(c.dtype)
     z_pos = s * (c - m)  # [N, C] logit of the positive side

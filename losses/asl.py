@@ -120,9 +120,12 @@ class AdaptiveAsymmetricLoss(MultiLabelLoss):
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         """ASL with the current gamma_neg; in training mode, then update gamma_neg (eq. 11)."""
         hp = self._hparams
-        loss = asl_loss(logits, targets, gamma_pos=hp["gamma_pos"], gamma_neg=self.gamma_neg,
-                        clip=hp["clip"], eps=hp["eps"],
-                        detach_focal_weight=hp["detach_focal_weight"], reduction=hp["reduction"])
+        # compiled (create_loss(compile=True)), a new gamma_neg is a new constant: dynamo
+        # recompiles until its recompile limit, then runs this loss eagerly (same values)
+        loss = self._functional(logits, targets, gamma_pos=hp["gamma_pos"],
+                                gamma_neg=self.gamma_neg, clip=hp["clip"], eps=hp["eps"],
+                                detach_focal_weight=hp["detach_focal_weight"],
+                                reduction=hp["reduction"])
         if self.training:
             self._update(logits.detach(), targets.detach())
         return loss

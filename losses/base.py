@@ -94,7 +94,23 @@ class MultiLabelLoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         """Loss of logits [N, C] (cosines if ``input_kind == "cosine"``) vs targets [N, C]."""
-        return type(self).functional(logits, targets, **self._hparams)
+        return self._functional(logits, targets, **self._hparams)
+
+    @property
+    def _functional(self) -> Callable[..., Tensor]:
+        return self.__dict__.get("_compiled_functional") or type(self).functional
+
+    def compile_functional(self, **compile_kwargs: Any) -> MultiLabelLoss:
+        """Compile the functional core with ``torch.compile`` (``create_loss(compile=True)``).
+
+        The functional, not ``forward``, is compiled: every loss shares ``forward``'s code
+        object, and dynamo's cache per code object would fill up when several losses are
+        compiled in one process. Hyper-parameters are Python constants to the compiled code (a
+        new value recompiles). Returns ``self``.
+        """
+        self.__dict__["_compiled_functional"] = torch.compile(type(self).functional,
+                                                              **compile_kwargs)
+        return self
 
     def decision_rule(self) -> dict[str, Any] | None:
         """The decision rule this loss was trained for, or None (the task tunes its own).

@@ -4,7 +4,7 @@ from losses.aam import aam_loss
 from losses.apl import apl_loss, apl_official_loss, official_to_paper
 from losses.asl import asl_loss
 from losses.bce import bce_loss, focal_loss, poly1_loss
-from losses.timm_adapters import two_way_loss, zlpr_loss
+from losses.ranking import two_way_loss, zlpr_loss
 
 __all__ = [
     "aam_loss",

@@ -41,6 +41,7 @@ TASKS_DIR = Path(next(iter(_SPEC.submodule_search_locations))) if _SPEC else Pat
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("onecycle", "cosine", "linear_warmup", "constant", "step")
 MIXED_PRECISION = ("no", "bf16", "fp16")
+COMPILE_MODES = ("none", "loss", "model", "all")
 _MAX_SEED = 2**32  # numpy's seed range, which accelerate's set_seed also seeds
 
 
@@ -167,6 +168,11 @@ class RunConfig:
     mixed_precision: str = field(default="no", metadata=_doc(
         "train", "autocast precision; the loss is always computed in float32",
         choices=MIXED_PRECISION))
+    compile: str = field(default="none", metadata=_doc(
+        "train", "torch.compile the loss's functional core, the model (nn.Module.compile, "
+        "state_dict keys unchanged), both, or nothing; recorded in the run identity "
+        "(train.compile) when not none: compiled numbers are not pooled with eager ones",
+        choices=COMPILE_MODES))
     num_workers: int = field(default=0, metadata=_doc(
         "train", "DataLoader worker processes; 0 loads in the main process", bounds=Bounds(0)))
     output_dir: str = field(default="runs", metadata=_doc(

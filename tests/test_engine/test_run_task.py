@@ -162,3 +162,28 @@ def test_onecycle_survives_tiny_schedules(warmup: float) -> None:
             opt.step()
             sched.step()
         assert all(0 < v <= cfg.lr + 1e-12 for v in lrs), (total, lrs)
+
+
+def test_compile_option_is_validated_and_named_in_the_identity() -> None:
+    from mllb_core.identity import run_identity
+    from mllb_core.runconfig import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="--compile must be one of"):
+        parse_config(["--compile", "yes"])
+    sections = {"task": {"name": "t", "version": "1", "dataset": "d", "data_fingerprint": "x"},
+                "model": {"name": "m", "kwargs": {}}, "loss": {"name": "bce", "kwargs": {}},
+                "env": {"world_size": 1, "mixed_precision": "no"}, "seed": 0, "extra": {}}
+    eager = run_identity({**sections, "config": parse_config([]).to_dict()})
+    compiled = run_identity({**sections, "config": parse_config(["--compile", "all"]).to_dict()})
+    assert "train.compile" not in eager and compiled["train.compile"] == "all"
+
+
+@pytest.mark.slow
+def test_compiled_run_trains_and_is_another_run(tmp_path: Path) -> None:
+    (eager,) = _run(tmp_path / "a", "--loss", "asl")
+    AcceleratorState._reset_state(reset_partial_state=True)
+    (compiled,) = _run(tmp_path / "b", "--loss", "asl", "--compile", "all")
+    assert compiled["identity"]["train.compile"] == "all"
+    assert compiled["run_id"] != eager["run_id"]
+    # the same training up to float rounding of fused kernels
+    assert compiled["metrics"]["map"] == pytest.approx(eager["metrics"]["map"], abs=1e-3)

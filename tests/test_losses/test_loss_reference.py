@@ -579,6 +579,10 @@ def test_apl_official_unreduced_matches_elementwise_reference() -> None:
 
 AAM_SETTINGS: list[dict[str, Any]] = [
     dict(s=23.0, m=0.0, k=0.7, gamma_pos=0.0, gamma_neg=1.0, clip=0.0, detach_focal_weight=False),
+    # m = 0 and clip = 0: the fused family kernel (the presets' case), focusing on both sides
+    dict(s=17.0, m=0.0, k=0.7, gamma_pos=1.0, gamma_neg=2.0, clip=0.0, detach_focal_weight=False),
+    dict(s=17.0, m=0.0, k=0.7, gamma_pos=1.0, gamma_neg=2.0, clip=0.0, detach_focal_weight=True),
+    dict(s=23.0, m=0.0, k=0.4, gamma_pos=1.5, gamma_neg=2.5, clip=0.0, detach_focal_weight=False),
     dict(s=17.0, m=0.1, k=0.8, gamma_pos=1.0, gamma_neg=2.0, clip=0.05, detach_focal_weight=False),
     dict(s=17.0, m=0.1, k=0.8, gamma_pos=1.0, gamma_neg=2.0, clip=0.05, detach_focal_weight=True),
     dict(s=30.0, m=0.35, k=0.5, gamma_pos=1.5, gamma_neg=0.5, clip=0.3, detach_focal_weight=False),
