@@ -68,8 +68,10 @@ def check_scores_targets(scores: ArrayLike, targets: ArrayLike) -> tuple[np.ndar
     return s, t
 
 
-def _converted(scores: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`check_scores_targets` without the check that the scores are finite."""
+def _converted(scores: ArrayLike, targets: ArrayLike,
+               keep_float32: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`check_scores_targets` without the check that the scores are finite
+    (``keep_float32``: float32 scores stay float32, for AP's 32-bit sort keys)."""
     s = _to_numpy(scores)
     t = _to_numpy(targets)
     if s.ndim != 2:
@@ -78,7 +80,8 @@ def _converted(scores: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, np.nd
         raise ValueError(f"targets shape {t.shape} does not match scores shape {s.shape}")
     if s.shape[0] == 0:
         raise ValueError("scores and targets are empty (N = 0)")
-    s = s.astype(np.float64, copy=False)
+    if not (keep_float32 and s.dtype == np.float32):
+        s = s.astype(np.float64, copy=False)
     if t.dtype != np.bool_:
         bad = (t != 0) & (t != 1)
         if bad.any():
@@ -121,25 +124,28 @@ _LOCAL = threading.local()
 _WORKSPACE_MAX = 1 << 23  # entries (64 MiB) a thread keeps between calls
 
 
-def _workspace(size: int) -> np.ndarray:
-    """A uint64 buffer of ``size`` entries, reused by the calling thread across calls.
+def _workspace(size: int, dtype: type[np.unsignedinteger] = np.uint64) -> np.ndarray:
+    """A buffer of ``size`` entries of ``dtype`` (uint64 or uint32), reused by the calling
+    thread across calls.
 
     A fresh [C, N] key array is tens of MiB: the allocator hands it out as new pages, and
     faulting them in cost 20-30% of the AP computation when other work (scikit-learn in the
     benchmark) ran in between. Each thread keeps one buffer up to ``_WORKSPACE_MAX`` entries.
     """
+    words = -(-size * np.dtype(dtype).itemsize // 8)  # uint64 entries that hold them
     buf = getattr(_LOCAL, "buf", None)
-    if buf is not None and buf.size >= size:
-        return buf[:size]
-    buf = np.empty(size, dtype=np.uint64)
-    if size <= _WORKSPACE_MAX:
-        _LOCAL.buf = buf
-    return buf
+    if buf is None or buf.size < words:
+        buf = np.empty(words, dtype=np.uint64)
+        if words <= _WORKSPACE_MAX:
+            _LOCAL.buf = buf
+    return buf[:words].view(dtype)[:size]
 
 
 def _ap_block_nonnegative(s: np.ndarray, t: np.ndarray, c0: int, c1: int,
                           out: np.ndarray) -> bool:
     """AP of classes ``c0:c1`` into ``out[c0:c1]`` if their scores are all finite and >= 0.
+
+    ``s`` is float64, or float32 (then everything below holds with 32-bit keys).
 
     Returns False (``out`` left unspecified) when some score is negative, -0.0, NaN or
     infinite: exactly the scores whose bits, read as uint64, are >= those of +inf. That test
@@ -152,47 +158,68 @@ def _ap_block_nonnegative(s: np.ndarray, t: np.ndarray, c0: int, c1: int,
     an argsort (3x slower) or a sort plus binary searches. Within a tie the positives sort
     last, so for the last positive of a tie, its position + 1 is #(s >= tie) and its rank among
     the positives + 1 is TP(s >= tie); everything after the sort works on the positives alone
-    (a few per cent of the entries).
+    (a few per cent of the entries), and on one entry per tie. Per class the result is a
+    sequential sum over its ties in score order (``np.bincount``), whatever the block: that is
+    what makes it bit-for-bit the same on any thread count.
     """
     n, cb = s.shape[0], c1 - c0
-    keys = _workspace(cb * n).reshape(cb, n)
+    # float32 scores (a model's outputs, kept as they are by the caller) have exact 32-bit
+    # keys, which sort about twice as fast; float64 ones need 64 bits
+    kt = np.uint32 if s.dtype == np.float32 else np.uint64
+    size = np.dtype(kt).itemsize
+    keys = _workspace(cb * n, kt).reshape(cb, n)
     # build the keys in tiles of >= 256 rows and ~64k entries (the caller keeps cb <= 256):
     # transposing tiles that stay in cache is 2-4x faster than one transposed copy of the whole
-    # [N, C] block, and tiles that size keep the Python overhead per tile (GIL held) small
+    # [N, C] block, and tiles that size keep the Python overhead per tile (GIL held) small.
+    # One tile buffer written in place (out=): temporaries per operation cost ~20% more
+    # (allocation), and adding the bool target is cheaper than or-ing it (a faster cast loop).
     rows = max(256, (1 << 16) // max(cb, 1))
-    one, inf_bits = np.uint64(1), np.float64(np.inf).view(np.uint64)
+    one, inf_bits = kt(1), np.array(np.inf, dtype=s.dtype).view(kt)
+    tile = np.empty((min(rows, n), cb), dtype=kt)
     for r0 in range(0, n, rows):
-        bits = s[r0:r0 + rows, c0:c1].view(np.uint64)
+        bits = s[r0:r0 + rows, c0:c1].view(kt)
         if bits.max() >= inf_bits:
             return False
-        keys[:, r0:r0 + rows] = ((~bits << one) | t[r0:r0 + rows, c0:c1]).T
+        k = tile[:len(bits)]
+        np.invert(bits, out=k)
+        np.left_shift(k, one, out=k)
+        np.add(k, t[r0:r0 + rows, c0:c1], out=k)  # the lowest bit is 0 here: add == or
+        keys[:, r0:r0 + rows] = k.T
     # Sort ~1 MiB of classes at a time and read their positives right away, while those rows
     # are still in cache: a second pass over the whole [cb, N] array came from memory and cost
     # about as much as the sort itself. A positive has flag bit 1, the lowest bit of the key's
-    # least significant byte, so only that byte of each key is read.
-    byte = 0 if sys.byteorder == "little" else 7
-    step = max(1, (1 << 20) // (8 * n))
+    # least significant byte, so only that byte of each key is read; its lowest bit goes to a
+    # uint8 buffer read as bool, since np.flatnonzero is ~5x faster on bool than on uint8.
+    byte = 0 if sys.byteorder == "little" else size - 1
+    step = max(1, (1 << 20) // (size * n))
+    low = np.empty(min(step, cb) * n, dtype=np.uint8)
     flats, pos_parts = [], []
     for a in range(0, cb, step):
         part = keys[a:a + step]
         part.sort(axis=1)
-        f = np.flatnonzero(part.view(np.uint8)[:, byte::8] & 1)
+        flag = low[:part.size].reshape(part.shape)
+        np.bitwise_and(part.view(np.uint8)[:, byte::size], 1, out=flag)
+        f = np.flatnonzero(flag.view(np.bool_))
         pos_parts.append(part.reshape(-1)[f])
         flats.append(f + a * n)
     flat = np.concatenate(flats)  # positives in descending score order within each class
     pos_keys = np.concatenate(pos_parts)
     m = len(flat)
     cls = flat // n
-    where = flat - cls * n  # position in the class's descending order
     n_pos = np.bincount(cls, minlength=cb)
-    rank = np.arange(m) - (np.cumsum(n_pos) - n_pos)[cls]  # among the class's positives
     end = np.ones(m, dtype=bool)  # last positive of a (class, score) tie
-    end[:-1] = (pos_keys[1:] != pos_keys[:-1]) | (cls[1:] != cls[:-1])
-    last = np.minimum.accumulate(np.where(end, np.arange(m), m)[::-1])[::-1]
-    # precision at the tie's threshold: TP and #predicted up to the tie's last positive
-    precision = (rank[last] + 1) / (where[last] + 1)
+    np.not_equal(pos_keys[1:], pos_keys[:-1], out=end[:-1])
+    end[:-1] |= cls[1:] != cls[:-1]
+    # each tie of positives adds (its size) x (the precision at its threshold): TP and
+    # #predicted up to its last positive, which are that positive's rank among the class's
+    # positives + 1 and its position in the class's descending order + 1
+    e = np.flatnonzero(end)
+    ce = cls[e]
+    size = np.diff(e, prepend=-1)
+    first = np.cumsum(n_pos) - n_pos  # the class's first positive in flat
+    precision = (e - first[ce] + 1) / (flat[e] - ce * n + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out[c0:c1] = np.bincount(cls, weights=precision, minlength=cb) / n_pos
+        out[c0:c1] = np.bincount(ce, weights=size * precision, minlength=cb) / n_pos
     out[c0:c1][n_pos == 0] = np.nan
     return True
 
@@ -232,7 +259,8 @@ def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.nda
     tied with it), which is scikit-learn's step-wise sum over distinct thresholds.
 
     Non-negative scores (probabilities) take the fast path: one sort per class of keys that
-    carry score and target together, classes split in blocks over ``torch.get_num_threads()``
+    carry score and target together (32-bit keys for float32 scores, 64-bit for any other
+    dtype, which is computed in float64), classes split in blocks over ``torch.get_num_threads()``
     threads (numpy releases the GIL). Every class is computed by the same operations whatever
     the block it falls in, so the result does not depend on the thread count. Scores with a
     negative value (logits) take a slower exact path (sort plus binary searches).
@@ -240,7 +268,7 @@ def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.nda
     Raises:
         ValueError: as :func:`check_scores_targets`.
     """
-    s, t = _converted(scores, targets)
+    s, t = _converted(scores, targets, keep_float32=True)
     n_cls = s.shape[1]
     out = np.empty(n_cls)
     workers = min(torch.get_num_threads(), n_cls)

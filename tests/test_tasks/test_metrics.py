@@ -111,6 +111,58 @@ def test_average_precision_same_on_one_and_two_threads() -> None:
     np.testing.assert_array_equal(one, two)  # bit for bit, NaNs in the same places
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])  # 64- and 32-bit sort keys
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_average_precision_edge_scores_exact_and_the_same_on_any_thread_count(
+    threads: int, dtype: type,
+) -> None:
+    # > 256 classes: several class blocks, split unevenly over the threads; scores drawn from a
+    # few extreme levels (0, the smallest subnormal, the largest float), so nothing but ties
+    rng = np.random.default_rng(7)
+    n, c = 3000, 300
+    info = np.finfo(dtype)
+    levels = np.array([0.0, info.smallest_subnormal, info.tiny, 0.25, 0.5, 1.0, info.max],
+                      dtype=dtype)
+    scores = levels[rng.integers(0, len(levels), (n, c))]
+    targets = rng.random((n, c)) < 0.03
+    scores[:, 5] = 0.5  # a constant class: AP = prevalence
+    targets[:, 6] = True  # every row positive: AP 1
+    targets[:, 7] = False  # no positive: NaN
+    targets[:, 8] = scores[:, 8] == 0.0  # the positives are exactly the lowest scores
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = M.average_precision_per_class(scores, targets)
+        torch.set_num_threads(threads)
+        got = M.average_precision_per_class(scores, targets)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(got, one)  # bit for bit, NaNs in the same places
+    exp = _sklearn_ap(scores.astype(np.float64), targets)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(exp))
+    np.testing.assert_allclose(got[~np.isnan(got)], exp[~np.isnan(exp)], rtol=0, atol=1e-12)
+    assert got[5] == pytest.approx(targets[:, 5].mean(), abs=1e-12) and got[6] == 1.0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_average_precision_float32_input_equals_sklearn(threads: int) -> None:
+    rng = np.random.default_rng(11)
+    targets = rng.random((6000, 50)) < 0.05
+    # float32 probabilities with ties (as a model's sigmoid outputs), positives a bit higher
+    scores = np.round(rng.random((6000, 50)) * 0.9 + 0.1 * targets, 3).astype(np.float32)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = M.average_precision_per_class(scores, targets)
+        got_torch = M.average_precision_per_class(torch.from_numpy(scores),
+                                                  torch.from_numpy(targets))
+    finally:
+        torch.set_num_threads(before)
+    exp = average_precision_score(targets, scores.astype(np.float64), average=None)
+    np.testing.assert_allclose(got, exp, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(got, got_torch)
+
+
 def test_average_precision_negative_zero_ties_with_zero() -> None:
     scores = np.array([[0.0, 0.5], [-0.0, 0.5], [0.0, 0.1], [0.3, 0.0]])
     targets = np.array([[1, 1], [0, 0], [1, 0], [0, 1]])
