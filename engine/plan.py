@@ -9,6 +9,7 @@ the same name but another ``run_id`` stops the sweep here, before anything train
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,9 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
             "seed": int(cfg.seed), "config": cfg.to_dict(), "env": env,
             "extra": {"task_kwargs": task.kwargs}}
         identity = run_identity(sections)
-        stem = f"{model_name}__{cfg.cell_label()}"
+        # the dataset too: two cells of one task and model on two data sets (a suite's LSAN on
+        # Reuters and on GoEmotions) are two files, not one file claimed twice
+        stem = f"{model_name}__{safe_name(task.dataset_name)}__{cfg.cell_label()}"
         out = Path(cfg.output_dir)
         cell = Cell(cfg, task, loss_fn, model_name, model_kwargs,
                     {**sections, "identity": identity}, run_id(identity),
@@ -108,6 +111,11 @@ def plan(cfgs: list[RunConfig], acc: Accelerator, env: dict[str, Any]) -> list[C
         check_writable(cell.path.parent)
         cells.append(cell)
     return cells
+
+
+def safe_name(text: str) -> str:
+    """``text`` with every character outside ``[A-Za-z0-9._-]`` as ``-`` (a file-name part)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", text)
 
 
 def build_task(name: str, kwargs: dict[str, Any]) -> Task:

@@ -23,6 +23,7 @@ from mllb_core.errors import UserError
 from mllb_core.progress import heartbeat
 
 REPO = Path(__file__).resolve().parents[2]
+STEM = "tiny_mlp__synthetic-12l-missing0-seed0__asl_adaptive__seed0"  # <model>__<dataset>__...
 TINY = ["--model", "tiny_mlp", "--task.num_train", "256", "--task.num_dev", "64",
         "--task.num_test", "97", "--task.num_labels", "12", "--task.avg_positives", "2",
         "--task.num_features", "16", "--epochs", "3", "--batch_size", "32",
@@ -60,28 +61,32 @@ def _ckpt_root(out: Path) -> Path:
 # 1. a results file of the same name but another run is never returned as this run's result
 def test_same_name_other_run_stops_before_training(tmp_path: Path) -> None:
     (first,) = _run(tmp_path, "--epochs", "2")
+    # another recipe and another noise level on the same data set: the same file name
     with pytest.raises(UserError) as err:
-        _run(tmp_path, "--epochs", "4", "--task.missing_rate", "0.5")
+        _run(tmp_path, "--epochs", "4", "--task.label_noise", "0.3")
     message = str(err.value)
-    for key in ("train.epochs: 2 -> 4", "task.kwargs.missing_rate: 0.0 -> 0.5",
-                "task.dataset", "--overwrite", "--output_dir"):
+    for key in ("train.epochs: 2 -> 4", "task.kwargs.label_noise: 0.1 -> 0.3",
+                "task.data_fingerprint", "--overwrite", "--output_dir"):
         assert key in message, message
     assert not list(tmp_path.rglob("epoch-*"))  # nothing trained
     (again,) = _run(tmp_path, "--epochs", "2")  # the same run: skipped, the stored results
     assert again["run_id"] == first["run_id"] and again["metrics"] == first["metrics"]
-    (replaced,) = _run(tmp_path, "--epochs", "4", "--task.missing_rate", "0.5", "--overwrite")
+    (replaced,) = _run(tmp_path, "--epochs", "4", "--task.label_noise", "0.3", "--overwrite")
     assert replaced["run_id"] != first["run_id"]
-    assert read_results(tmp_path / "synthetic" / "tiny_mlp__asl_adaptive__seed0.json")[
-        "run_id"] == replaced["run_id"]
+    assert read_results(tmp_path / "synthetic" / f"{STEM}.json")["run_id"] == replaced["run_id"]
+    # another data set (missing labels change its name) is another file, beside the first
+    (other,) = _run(tmp_path, "--epochs", "2", "--task.missing_rate", "0.5")
+    assert other["task"]["dataset"] == "synthetic-12l-missing0.5-seed0"
+    assert len(list((tmp_path / "synthetic").glob("*__seed0.json"))) == 2
 
 
 # 2. --resume refuses another run's checkpoint
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path) -> None:
     assert _run(tmp_path, "--stop_after_epoch", "1") == []
     with pytest.raises(CheckpointError, match=r"checkpoint of another run .*task\.kwargs\."
-                                              r"missing_rate: 0\.0 -> 0\.5; train\.lr: 0\.002 "
+                                              r"label_noise: 0\.1 -> 0\.3; train\.lr: 0\.002 "
                                               r"-> 0\.05"):
-        _run(tmp_path, "--lr", "0.05", "--task.missing_rate", "0.5", "--resume")
+        _run(tmp_path, "--lr", "0.05", "--task.label_noise", "0.3", "--resume")
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +113,7 @@ def snapshots(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 
 def _state(out: Path, snapshots: dict[int, Path], layout: str) -> None:
     """Lay out one on-disk state a kill can leave behind (the run's checkpoint directory)."""
-    root = out / "checkpoints" / "synthetic" / "tiny_mlp__asl_adaptive__seed0"
+    root = out / "checkpoints" / "synthetic" / STEM
     root.mkdir(parents=True)
     one, two = snapshots[1], snapshots[2]
     if layout == "partial_new":  # killed while epoch 2's files were being written
@@ -139,7 +144,7 @@ def test_every_kill_state_resumes_to_the_uninterrupted_metrics(
     assert resumed["metrics"] == straight["metrics"]
     assert resumed["history"] == straight["history"]
     assert resumed["selection"] == straight["selection"]
-    assert not (tmp_path / "checkpoints" / "synthetic" / "tiny_mlp__asl_adaptive__seed0"
+    assert not (tmp_path / "checkpoints" / "synthetic" / STEM
                 ).exists()  # a finished cell's checkpoints are deleted
 
 
@@ -151,7 +156,7 @@ def test_every_kill_state_resumes_to_the_uninterrupted_metrics(
 ])
 def test_resume_refuses_a_damaged_checkpoint(tmp_path: Path, snapshots: dict[int, Path],
                                              damage: str, message: str) -> None:
-    root = tmp_path / "checkpoints" / "synthetic" / "tiny_mlp__asl_adaptive__seed0"
+    root = tmp_path / "checkpoints" / "synthetic" / STEM
     shutil.copytree(snapshots[2], root / "epoch-0002")
     ckpt = root / "epoch-0002"
     if damage == "delete_rng":  # issue row 6: was logged at INFO and ignored
@@ -175,7 +180,7 @@ def test_keep_checkpoints_keeps_only_the_newest_complete_one(tmp_path: Path) -> 
     marker = json.loads((_ckpt_root(tmp_path) / "epoch-0003" / MARKER).read_text())
     assert marker["world_size"] == 1 and "random_states_0.pkl" in marker["files"]
     assert marker["run_id"] == read_results(
-        tmp_path / "synthetic" / "tiny_mlp__asl_adaptive__seed0.json")["run_id"]
+        tmp_path / "synthetic" / f"{STEM}.json")["run_id"]
 
 
 # 7. DDP: a sum-reduced loss is the sum over the global batch; the recorded loss is global
@@ -187,7 +192,8 @@ def test_two_processes_train_exactly_like_one(tmp_path: Path, launch_two_cpu_pro
     launch_two_cpu_processes(*args, "--output_dir", str(tmp_path / "two"))
     for res in single:
         assert res["env"]["world_size"] == 1
-        stem = f"tiny_mlp__{res['loss']['preset'] or res['loss']['name']}__seed0"
+        stem = (f"tiny_mlp__{res['task']['dataset']}__"
+                f"{res['loss']['preset'] or res['loss']['name']}__seed0")
         double = read_results(tmp_path / "two" / "synthetic" / f"{stem}.json")
         assert double["env"]["world_size"] == 2
         assert double["identity"]["train.per_device_batch_size"] == 16
@@ -236,7 +242,7 @@ def test_ddp_checkpoints_with_a_slow_rank_resume_exactly(tmp_path: Path,
     assert {"random_states_0.pkl", "random_states_1.pkl"} <= set(marker["files"])
     launch_two_cpu_processes(*args, "--output_dir", str(tmp_path / "b"), "--resume", env=env)
     assert log.read_text().count("delayed") == 2 + 1 + 1  # the slow rank really was slow
-    name = "tiny_mlp__asl_adaptive__seed0.json"
+    name = f"{STEM}.json"
     straight = read_results(tmp_path / "straight" / "synthetic" / name)
     resumed = read_results(tmp_path / "b" / "synthetic" / name)
     assert resumed["metrics"] == straight["metrics"]

@@ -38,7 +38,8 @@ def _run(tmp: Path, *args: str) -> list[dict]:
 def test_end_to_end_writes_valid_results(tmp_path: Path) -> None:
     (res,) = _run(tmp_path, "--loss", "asl", "--loss.gamma_neg", "2", "--save_scores", "true")
     files = sorted(p.name for p in (tmp_path / "synthetic").glob("*.json"))
-    stem = "tiny_mlp__asl-" + files[0].split("asl-")[1].split("__")[0] + "__seed0"
+    stem = ("tiny_mlp__synthetic-12l-missing0-seed0__asl-"
+            + files[0].split("asl-")[1].split("__")[0] + "__seed0")
     assert files == [f"{stem}.config.json", f"{stem}.json"]
     on_disk = read_results(tmp_path / "synthetic" / f"{stem}.json")  # validates the schema
     assert on_disk == json.loads(json.dumps(res))

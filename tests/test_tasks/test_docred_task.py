@@ -255,7 +255,7 @@ def test_tiny_mrn_end_to_end_matches_the_scorer_cli(tmp_path: Path, loss: str) -
     (res,) = run_task.main(["--task", "docred", "--data_dir", str(FIX), "--model", "tiny_mrn",
                             "--loss", loss, "--epochs", "2", "--batch_size", "2",
                             "--lr", "0.01", "--output_dir", str(tmp_path)])
-    (path,) = (tmp_path / "docred").glob(f"tiny_mrn__{loss}__seed0.json")
+    (path,) = (tmp_path / "docred").glob(f"tiny_mrn__*__{loss}__seed0.json")
     assert read_results(path) == res  # schema-valid on disk
     assert res["task"]["num_examples"] == 2 and res["task"]["num_labels"] == 5
     assert res["threshold"]["policy"] == "dev_tuned"

@@ -250,7 +250,7 @@ def test_tiny_end_to_end_linear_cosine_and_mldecoder(coco_dir, tmp_path: Path) -
         assert r["extra"]["task_info"]["num_examples"] == {"train": 18, "dev": 2, "test": 8}
         assert len(r["threshold"]["per_class"]) == 4
     files = sorted(p.name for p in (tmp_path / "runs" / "coco").glob("*.json"))
-    assert "tiny_image_mldecoder__apl_coco__seed0.json" in files
+    assert "tiny_image_mldecoder__mini_coco-val2017__apl_coco__seed0.json" in files
 
 
 def test_association_penalty_reaches_the_training_loss(coco_dir, tmp_path: Path) -> None:

@@ -374,7 +374,7 @@ def test_run_task_end_to_end_tiny_bilstm_tagger(tmp_path: Path) -> None:
                                 "--loss", "aam@aam_ner", "--output_dir", str(tmp_path)])
     finally:
         AcceleratorState._reset_state(reset_partial_state=True)
-    (path,) = (tmp_path / "docred_ner").glob("tiny_bilstm_tagger__bce__seed0.json")
+    (path,) = (tmp_path / "docred_ner").glob("tiny_bilstm_tagger__*__bce__seed0.json")
     assert read_results(path) == res
     assert res["task"]["num_labels"] == 12 and res["threshold"]["policy"] == "dev_tuned"
     assert set(res["metrics"]) == set(create_task_metrics())
