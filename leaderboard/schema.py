@@ -797,7 +797,8 @@ def iter_results(root: str | os.PathLike[str]
 
     Results files are the ``*.json`` files at any depth, sorted by path, except resolved
     configs (``*.config.json``), a task's own prediction files (``*.predictions.json``, e.g.
-    DocRED submissions) and anything hidden (a name starting with ``.``, at any level
+    DocRED submissions), files under a ``checkpoints`` directory (the engine's checkpoints of
+    unfinished cells) and anything hidden (a name starting with ``.``, at any level
     below ``root``, which also skips ``.tmp-*`` files of a write in progress). A file that
     cannot be read or does not validate yields its error instead of raising, so the caller
     decides whether to stop or skip. Raises ``NotADirectoryError``/``FileNotFoundError`` when
@@ -814,6 +815,8 @@ def iter_results(root: str | os.PathLike[str]
         if p.is_file()
         and not p.name.endswith((".config.json", ".predictions.json"))
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        # the engine's checkpoints of unfinished cells (<output_dir>/checkpoints/...)
+        and "checkpoints" not in p.relative_to(root).parts[:-1]
     )
     for p in paths:
         try:

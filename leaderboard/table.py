@@ -7,13 +7,18 @@ and label, each gets a suffix naming the identity keys that differ between them,
 ``bce (epochs=1)`` and ``bce (epochs=10)``, or ``asl (loss.gamma_neg=3)``. Two results files of
 the same run (same setting, same seed) are an error: which one to show would be a guess.
 
-Shared by :mod:`leaderboard.render`, :mod:`leaderboard.figures` and the engine's end-of-sweep
-table (:func:`sweep_table`).
+Also here, shared by the markdown, the cross-task summary and the web page: which row a row's Δ
+is measured against (:func:`baselines`) and which rows are left out of the leaderboard because
+they fall below a stated criterion (:data:`MIN_PRIMARY`, :func:`apply_min_primary`).
+
+Shared by :mod:`leaderboard.render`, :mod:`leaderboard.summary`, :mod:`leaderboard.figures` and
+the engine's end-of-sweep table (:func:`sweep_table`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from leaderboard.schema import Result, SchemaError
+from leaderboard.schema import Result, SchemaError, iter_results
+from mllb_core.identity import differing_keys
 
 TableKey = tuple[str, str, str]  # (task name, task version, dataset)
 
@@ -110,6 +116,24 @@ def distinguishing_suffixes(settings: Sequence[Mapping[str, Any]]) -> list[str]:
                              for k in shown) + more + ")" for f in flats]
 
 
+def load_runs(root: str | Path, skip_invalid: bool = False
+              ) -> tuple[list[tuple[Path, Result]], list[tuple[Path, SchemaError]]]:
+    """Valid runs below ``root`` (typed) and the invalid files (path, error), sorted by path.
+
+    Raises:
+        SchemaError: the first invalid file, unless ``skip_invalid``.
+    """
+    valid, invalid = [], []
+    for path, obj in iter_results(root):
+        if isinstance(obj, SchemaError):
+            if not skip_invalid:
+                raise obj
+            invalid.append((path, obj))
+        else:
+            valid.append((path, Result.from_dict(obj, str(path))))
+    return valid, invalid
+
+
 def group_rows(runs: Iterable[tuple[Path | str, Result]]) -> dict[TableKey, list[Row]]:
     """Tables (task, version, dataset) -> rows (one per setting), sorted by (model, label).
 
@@ -147,6 +171,106 @@ def group_rows(runs: Iterable[tuple[Path | str, Result]]) -> dict[TableKey, list
                     row.label += f" #{row.first.setting_id[:6]}"
         out[key] = sorted(tables[key].values(), key=lambda row: (row.model, row.label))
     return out
+
+
+def baselines(rows: list[Row], baseline: str) -> dict[int, Row]:
+    """id(row) -> the row its Δ is measured against (absent: no comparable baseline: "n/a").
+
+    Candidates are the rows of the same model whose loss is ``baseline`` or whose label (without
+    suffix) is ``baseline`` (e.g. ``bce_docred`` for ``bce``) AND whose setting equals the row's
+    outside what the loss decides (``loss.*`` and the head the loss declares): a Δ against a
+    baseline trained otherwise (other epochs, lr, data) would mix two effects, so there is none.
+    Among several such candidates, an exact label wins, then the row itself.
+    """
+    def loss_only(row: Row, c: Row) -> bool:
+        return all(k.startswith("loss.") or k == "model.kwargs.head"
+                   for k in differing_keys(row.setting, c.setting))
+
+    out = {}
+    for row in rows:
+        candidates = [c for c in rows if c.model == row.model and loss_only(row, c)
+                      and (c.first.loss.name == baseline or c.base_label == baseline)]
+        if candidates:
+            out[id(row)] = min(candidates, key=lambda c: (c.base_label != baseline, c is not row))
+    return out
+
+
+@dataclass(frozen=True)
+class MinPrimary:
+    """Leave out the rows of ``model`` on ``task`` whose best dev ``metric`` is below ``minimum``.
+
+    A row's value is the mean over its runs of each run's best dev value of ``metric`` over its
+    history (the value model selection saw; the test split is never used to decide). ``why``
+    is printed under the task's table with the rows left out.
+    """
+
+    task: str
+    model: str
+    metric: str
+    minimum: float
+    why: str
+
+
+# Rows below these stay out of the tables, the summary and the figures, listed under their table.
+MIN_PRIMARY: tuple[MinPrimary, ...] = (
+    MinPrimary("docred", "bert_re", "ign_f1", 0.30,
+               "a BERT-RE run below it has not learned the task (too few epochs or a collapsed "
+               "run) and its Δ would say nothing about the loss"),
+)
+
+
+def best_dev(row: Row, metric: str) -> float:
+    """Mean over ``row``'s runs of the best dev ``metric`` in each run's history (nan if none)."""
+    best = []
+    for _, run in row.runs:
+        values = [h.dev[metric] for h in run.history if metric in h.dev]
+        if not values:
+            return math.nan
+        best.append(max(values) if run.higher_is_better.get(metric, True) else min(values))
+    return float(np.mean(best))
+
+
+def rule_for(task: str, model: str,
+             rules: Sequence[MinPrimary] = MIN_PRIMARY) -> MinPrimary | None:
+    """The first rule of ``rules`` for ``model`` on ``task``, or None."""
+    return next((r for r in rules if r.task == task and r.model == model), None)
+
+
+def apply_min_primary(groups: Mapping[TableKey, list[Row]],
+                      rules: Sequence[MinPrimary] = MIN_PRIMARY,
+                      ) -> tuple[dict[TableKey, list[Row]], dict[TableKey, list[tuple[Row, str]]]]:
+    """(tables without the rows a rule leaves out, table -> [(row, why), ...] left out).
+
+    ``why`` is one sentence: the row's value, the minimum and the rule's reason. A row whose
+    dev value is missing is left out too: the criterion cannot be checked. A table whose every
+    row is left out disappears from the first mapping.
+    """
+    kept: dict[TableKey, list[Row]] = {}
+    dropped: dict[TableKey, list[tuple[Row, str]]] = {}
+    for key, rows in groups.items():
+        keep = []
+        for row in rows:
+            rule = rule_for(key[0], row.model, rules)
+            if rule is None or _meets(row, rule):
+                keep.append(row)
+                continue
+            value = best_dev(row, rule.metric)
+            got = "no dev value recorded" if math.isnan(value) else (
+                f"best dev {rule.metric} {100 * value:.2f}")
+            dropped.setdefault(key, []).append((row, (
+                f"{got}, below the minimum {100 * rule.minimum:.2f} for {rule.model} on "
+                f"{rule.task}: {rule.why}")))
+        if keep:
+            kept[key] = keep
+    return kept, dropped
+
+
+def _meets(row: Row, rule: MinPrimary) -> bool:
+    value = best_dev(row, rule.metric)
+    if math.isnan(value):
+        return False
+    return value >= rule.minimum if row.first.higher_is_better.get(rule.metric, True) else (
+        value <= rule.minimum)
 
 
 def fmt_mean_std(values: np.ndarray) -> str:

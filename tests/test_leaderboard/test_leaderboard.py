@@ -41,8 +41,10 @@ def test_byte_identical_output_and_figures(tmp_path: Path) -> None:
                      "--figures", str(tmp_path / run / "figs")]) == 0
     a, b = tmp_path / "a", tmp_path / "b"
     assert (a / "LB.md").read_bytes() == (b / "LB.md").read_bytes()
+    assert (a / "LB_APPENDIX.md").read_bytes() == (b / "LB_APPENDIX.md").read_bytes()
     names = sorted(p.name for p in (a / "figs").iterdir())
-    assert len(names) == 6  # bar chart + dev curves for each of the 3 groups
+    # bar chart + dev curves for each of the 3 groups, and the summary's forest plot
+    assert len(names) == 7 and "summary-forest.png" in names
     for name in names:
         assert (a / "figs" / name).read_bytes() == (b / "figs" / name).read_bytes(), name
     assert "![dev map per epoch](figs/synthetic-v1-synthetic-12l-missing0-seed0-dev-curves.png)" \
@@ -117,6 +119,8 @@ def test_committed_leaderboard_is_reproduced_from_results(tmp_path: Path) -> Non
                  str(tmp_path / "figures" / "leaderboard")]) == 0
     expected = (repo / "LEADERBOARD.md").read_text(encoding="utf-8")
     assert out.read_text(encoding="utf-8") == expected
+    appendix = (repo / "LEADERBOARD_APPENDIX.md").read_text(encoding="utf-8")
+    assert (tmp_path / "LEADERBOARD_APPENDIX.md").read_text(encoding="utf-8") == appendix
 
 
 def test_a_preset_of_the_baseline_loss_is_the_baseline(tmp_path: Path) -> None:
