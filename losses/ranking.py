@@ -33,8 +33,24 @@ from torch.autograd.function import once_differentiable
 from losses._kernel import check_inputs, compute_dtype
 from losses.base import LOSSES, MultiLabelLoss, require
 
-# timm's mask value for the entries a log-sum-exp leaves out (exp(-1e4) is 0 in float32/64)
+# timm's mask value for the entries a log-sum-exp leaves out
 _MASK = -1e4
+# exp of an argument below about -87 (float32 underflow) takes a slow path on x86 CPUs, about 100
+# times the normal cost; masked entries would hit it on every call. Clamping the shifted
+# argument at -87 changes a masked entry's term from 0 to e^-87 (< 2e-38), far below rounding.
+_EXP_FLOOR = -87.0
+
+
+def _lse(t: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
+    """log-sum-exp of ``t`` over ``dim`` (keepdim), with ``e = exp(t - max)`` and its sum.
+
+    ``e / sum`` is the softmax (the derivative of the log-sum-exp), so the backward needs no
+    second exp.
+    """
+    top = t.amax(dim=dim, keepdim=True)
+    e = (t - top).clamp_(min=_EXP_FLOOR).exp_()
+    total = e.sum(dim=dim, keepdim=True)
+    return top + total.log(), e, total
 
 
 class _ZlprFunction(torch.autograd.Function):
@@ -43,15 +59,16 @@ class _ZlprFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, pos: Tensor) -> Tensor:  # type: ignore[override]
         m = torch.where(pos, -x, x)  # [N, C] the exponent of each entry's own term
-        lse_neg = torch.logsumexp(m.masked_fill(pos, float("-inf")), dim=1)  # [N]
-        lse_pos = torch.logsumexp(m.masked_fill(~pos, float("-inf")), dim=1)  # [N]
-        t_neg, t_pos = F.softplus(lse_neg), F.softplus(lse_pos)  # log(1 + sum e^m) per group
-        out = (t_neg + t_pos).mean()
+        lse_neg, e_neg, s_neg = _lse(m.masked_fill(pos, _MASK), 1)  # [N, 1]
+        lse_pos, e_pos, s_pos = _lse(m.masked_fill(~pos, _MASK), 1)
+        # log(1 + sum e^m) = softplus(lse): the appended zero logit of timm's formula
+        out = (F.softplus(lse_neg) + F.softplus(lse_pos)).mean()
         if ctx.needs_input_grad[0]:
-            # d/dz_j log(1 + sum e^{m}) = +-e^{m_j} / (1 + sum e^{m}) = +-exp(m_j - t)
-            t = torch.where(pos, t_pos[:, None], t_neg[:, None])  # [N, C]
-            grad = m.sub_(t).exp_()
-            grad = torch.where(pos, grad.neg(), grad).div_(x.shape[0])
+            # d/dz_j log(1 + sum e^m) = +-e^{m_j} / (1 + sum e^m) = +-softmax_j * sigmoid(lse)
+            n = x.shape[0]
+            k_neg = torch.sigmoid(lse_neg).div_(s_neg * n)  # [N, 1]
+            k_pos = torch.sigmoid(lse_pos).div_(s_pos * -n)
+            grad = torch.where(pos, e_pos.mul_(k_pos), e_neg.mul_(k_neg))
             ctx.save_for_backward(grad)
         return out
 
@@ -71,20 +88,20 @@ class _TwoWayFunction(torch.autograd.Function):
         b = (x / tn).masked_fill_(pos, _MASK)  # [N, C] soft-max terms of the negatives
         need_grad = ctx.needs_input_grad[0]
         out = x.new_zeros(())
-        grad = torch.zeros_like(x) if need_grad else None
+        grad = None
         for dim in (0, 1):  # 0: over the samples of each class, 1: over the classes of a sample
-            lse_a = torch.logsumexp(a, dim=dim, keepdim=True)  # [1, C] or [N, 1]
-            lse_b = torch.logsumexp(b, dim=dim, keepdim=True)
+            lse_a, e_a, s_a = _lse(a, dim)  # [1, C] or [N, 1]
+            lse_b, e_b, s_b = _lse(b, dim)
             h = tn * lse_b + tp * lse_a
             valid = pos.any(dim=dim, keepdim=True)
             count = valid.sum().clamp(min=1)
             out = out + F.softplus(h)[valid].sum() / count
-            if grad is not None:
+            if need_grad:
                 # d softplus(h) = sigmoid(h) dh; dh/dz = softmax of b on the negatives and
                 # -softmax of a on the positives (tp, tn cancel with the 1/tp, 1/tn inside)
                 coef = torch.sigmoid(h).mul_(valid).div_(count)
-                soft = torch.where(pos, (a - lse_a).exp_().neg_(), (b - lse_b).exp_())
-                grad.add_(soft.mul_(coef))
+                part = torch.where(pos, e_a.mul_(-coef / s_a), e_b.mul_(coef / s_b))
+                grad = part if grad is None else grad.add_(part)
         if grad is not None:
             ctx.save_for_backward(grad)
         return out

@@ -38,6 +38,17 @@ def _value_grad(fn, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, tor
     return v.detach(), g
 
 
+def _timm_in_float64(module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """timm's unchanged forward on float64 inputs: its ``x.float()`` cast is made a no-op for
+    the call, so the reference carries no float32 rounding of its own."""
+    original = torch.Tensor.float
+    torch.Tensor.float = lambda self, *a, **k: self  # type: ignore[method-assign]
+    try:
+        return module(x, y)
+    finally:
+        torch.Tensor.float = original  # type: ignore[method-assign]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("kind", ["random", "empty_rows_cols", "large", "soft"])
 @pytest.mark.parametrize("seed", range(3))
@@ -50,10 +61,15 @@ def test_equals_timm(name: str, ref, kind: str, dtype: torch.dtype, seed: int) -
     x, y = _case(kind, dtype, seed)
     ours = (create_loss("two_way", tp=2.0, tn=0.5) if name == "two_way_t"
             else create_loss(name))
-    # timm computes in float32 (x.float()) whatever the input, ours keeps float64: the
-    # float64 case differs from timm by timm's float32 rounding, hence its looser tolerance
-    v0, g0 = _value_grad(lambda z, t: ref()(z, t), x, y)
+    # the reference: timm's code run in float64 on the same (float32-representable) inputs;
+    # timm's own float32 result differs from it by up to ~2e-6 at the largest logits
+    v0, g0 = _value_grad(lambda z, t: _timm_in_float64(ref(), z, t), x.double(), y.double())
     v1, g1 = _value_grad(ours, x, y)
-    tol = 1e-6 if dtype == torch.float32 else 1e-5
-    assert v1.item() == pytest.approx(v0.item(), rel=tol, abs=1e-7)
-    assert ((g1.double() - g0.double()).abs().max() / g0.abs().max().clamp(min=1e-12)).item() < tol
+    # float64: 1e-9, the rounding of log-sum-exps over logits spanning +-180 ("large")
+    tol = 1e-6 if dtype == torch.float32 else 1e-9
+    assert v1.item() == pytest.approx(v0.item(), rel=tol, abs=1e-7 if tol == 1e-6 else 1e-12)
+    assert ((g1.double() - g0).abs().max() / g0.abs().max().clamp(min=1e-12)).item() < tol
+    if dtype == torch.float32:  # and timm as shipped (float32) within its rounding
+        v2, g2 = _value_grad(ref(), x, y)
+        assert v1.item() == pytest.approx(v2.item(), rel=1e-5, abs=1e-6)
+        assert ((g1 - g2).abs().max() / g2.abs().max().clamp(min=1e-12)).item() < 1e-5
