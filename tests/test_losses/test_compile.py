@@ -1,8 +1,10 @@
 """The compiled path (``create_loss(..., compile=True)``): the value and gradient of eager.
 
-The eager asymmetric family runs a closed-form kernel (``losses/_kernel.py``); compiled, it
-runs the plain formula (``_dense_elementwise``) and autograd's derivative of it, so equality
-here checks two independent derivations of the gradient against each other. Every loss is
+The eager asymmetric family runs a sparse-positive closed-form kernel (``losses/_kernel.py``);
+compiled, a dense closed form built from one exp and one log1p (``_fused_dense``), checked
+element by element against the eager kernel below and through the compiled loss here; the
+eager kernel itself is checked against the papers' equations written plainly
+(tests/test_losses/test_loss_reference.py). Every loss is
 traced with the ``aot_eager`` backend (dynamo + AOT autograd, the graphs inductor receives,
 without code generation: seconds); asl runs through inductor itself; ``-m slow`` runs every
 loss through inductor. Never timed.
