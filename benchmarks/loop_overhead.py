@@ -38,15 +38,17 @@ answer): ``AcceleratedOptimizer.step`` calls it twice per step and each call is 
 ``importlib.util.find_spec`` over ``sys.path``. One line per batch size gives that run's median
 and its median per-pair ratio to the bare run: what a fix of that one call would gain.
 
-Then (unless ``--no-breakdown``) one more engine run per batch size, instrumented: timers are put
-around the per-step extras of run_task's loop (``instrumented_pieces`` lists them; they are
-removed afterwards, so the timed runs above are untouched) and a second table gives each piece's
-microseconds per optimizer step, their sum in % of the bare step, and the measured overhead per
-step for comparison. The extras are timed in place because that is what they cost in the loop:
-timed alone in a tight loop (warm caches), accelerate's ``is_lomo_available()`` takes a fraction
-of its in-loop time. Not timed: the non-finite check and the running-loss ``.item()`` (CPU
-tensors), ``accelerator.backward``'s wrapper and tqdm's per-item iteration; they, the timer calls
-and any indirect cost of the extras are in the difference to the measured overhead.
+Then (with ``--breakdown``) one more engine run per batch size, instrumented (it times accelerate's
+per-step wrappers, which run_task calls only with gradient accumulation or an fp16 scaler; otherwise
+it calls the optimizer and scheduler directly, so the pieces read 0): timers are put around the per-
+step extras of run_task's loop (``instrumented_pieces`` lists them; they are removed afterwards, so
+the timed runs above are untouched) and a second table gives each piece's microseconds per optimizer
+step, their sum in % of the bare step, and the measured overhead per step for comparison. The extras
+are timed in place because that is what they cost in the loop: timed alone in a tight loop (warm
+caches), accelerate's ``is_lomo_available()`` takes a fraction of its in-loop time. Not timed: the
+non-finite check and the running-loss ``.item()`` (CPU tensors), ``accelerator.backward``'s wrapper
+and tqdm's per-item iteration; they, the timer calls and any indirect cost of the extras are in the
+difference to the measured overhead.
 
 Benchmarks are not tests: nothing is asserted and the exit status is 0. run_task's own console
 output (per-epoch lines, results table) is suppressed; its tqdm bar still goes to stderr as in a
@@ -56,7 +58,7 @@ Run (repository root)::
 
     python benchmarks/loop_overhead.py
     python benchmarks/loop_overhead.py --repeats 7 --epochs 3 --batch_sizes 128,32
-    python benchmarks/loop_overhead.py --no-breakdown 2>/dev/null
+    python benchmarks/loop_overhead.py --breakdown 2>/dev/null
 """
 
 from __future__ import annotations
@@ -423,8 +425,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch_sizes", default="128,32", help="comma list")
     ap.add_argument("--num_train", type=int, default=None,
                     help="synthetic train examples (default: the task's 8000)")
-    ap.add_argument("--no-breakdown", dest="breakdown", action="store_false",
-                    help="skip the instrumented runs and their per-piece table")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="instrumented runs timing accelerate's per-step wrappers; run_task "
+                    "bypasses them without gradient accumulation or an fp16 scaler, so this "
+                    "only describes runs with --grad_accum > 1 or fp16")
     ap.add_argument("--no-what-if", dest="what_if", action="store_false",
                     help="skip the third run per repetition (is_lomo_available memoized)")
     args = ap.parse_args(argv)
