@@ -220,6 +220,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 print(shlex.join(["accelerate", "launch", "run_task.py",
                                   *cell_argv(sweep_argv, cell)]))
         return []
+    if base.launcher != "none":  # every cell its own job (engine/launch.py)
+        from engine.launch import launch_cells
+
+        return launch_cells(sweeps, base, Path(__file__).resolve().parent)
     check_one_launch(sweeps)
     try:
         acc = Accelerator(mixed_precision=base.mixed_precision,

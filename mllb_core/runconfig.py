@@ -42,6 +42,10 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("onecycle", "cosine", "linear_warmup", "constant", "step")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 COMPILE_MODES = ("none", "loss", "model", "all")
+LAUNCHERS = ("none", "local", "submitit")
+# options of a launching process (--launcher and its job options), never part of a cell's command
+LAUNCH_ONLY = ("launcher", "slurm_partition", "slurm_time", "gpus_per_job", "array_parallelism",
+               "submitit_dir")
 _MAX_SEED = 2**32  # numpy's seed range, which accelerate's set_seed also seeds
 
 
@@ -88,6 +92,7 @@ class Bounds:
 
 
 _GROUPS = {"run": "what to run", "train": "training", "output": "output and resuming",
+           "launch": "jobs (--launcher local|submitit; optional extra mllb[slurm])",
            "debug": "debugging"}
 
 
@@ -199,6 +204,21 @@ class RunConfig:
         "output", "after the sweep, refresh <output_dir>/LEADERBOARD.md (figures beside it) from "
         "every results file under output_dir",
         error_hint="; --leaderboard is a switch now: it writes <output_dir>/LEADERBOARD.md"))
+    launcher: str = field(default="none", metadata=_doc(
+        "launch", "run the cells not done yet as jobs instead of in this process: submitit = "
+        "one SLURM job array (each job an `accelerate launch` of one cell), local = the same "
+        "through submitit's local executor on this machine", choices=LAUNCHERS))
+    slurm_partition: str = field(default="", metadata=_doc(
+        "launch", "SLURM partition of the jobs; empty: the cluster's default"))
+    slurm_time: int = field(default=240, metadata=_doc(
+        "launch", "time limit per job in minutes (also the local executor's)", bounds=Bounds(1)))
+    gpus_per_job: int = field(default=1, metadata=_doc(
+        "launch", "GPUs (= processes of its `accelerate launch`) per job; 0 or 1: one process",
+        bounds=Bounds(0)))
+    array_parallelism: int = field(default=32, metadata=_doc(
+        "launch", "most jobs of the array running at once (SLURM)", bounds=Bounds(1)))
+    submitit_dir: str = field(default="", metadata=_doc(
+        "launch", "directory of submitit's job scripts and logs; empty: <output_dir>/submitit"))
     debug: bool = field(default=False, metadata=_doc(
         "debug", "show the traceback of a user error (bad option, malformed data) instead of "
         "one message"))
@@ -571,11 +591,12 @@ def parse_config(argv: list[str]) -> RunConfig:
 
 
 def cell_argv(argv: list[str], cell: RunConfig) -> list[str]:
-    """``argv`` with the sweep options replaced by one cell's loss and seed."""
+    """``argv`` with the sweep options replaced by one cell's loss and seed (and without the
+    options of a launching process: a cell's command runs that one cell)."""
     out: list[str] = []
     pairs = _split_argv(argv)
     for key, value in pairs:
-        if key not in ("loss", "seed", "print_commands"):
+        if key not in ("loss", "seed", "print_commands", *LAUNCH_ONLY):
             out += [f"--{key}", str(value)]
     return [*out, "--loss", cell.loss, "--seed", cell.seed]
 
