@@ -121,7 +121,8 @@ def wait(handles: list[Any], labels: list[str]) -> None:
         except Exception as exc:  # submitit re-raises the job's failure here
             log = getattr(job, "paths", None)
             where = f" (log: {log.stderr})" if log is not None else ""
-            failed.append(f"{label}{where}: {str(exc).strip().splitlines()[-1] if str(exc) else exc}")
+            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else repr(exc)
+            failed.append(f"{label}{where}: {last}")
     if failed:
         raise UserError(f"{len(failed)} of {len(handles)} jobs failed; resubmit the same command "
                         f"(with --resume) to run only those: " + "; ".join(failed))
