@@ -318,6 +318,29 @@ def _int_pow(x: Tensor, g: float) -> Tensor:
     return x.pow(g)
 
 
+def _eps_cap(f: Tensor, d_f: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """``-log x`` capped at ``-log eps`` (the official log(max(x, eps))): constant, so with a
+    zero derivative, where capped. ``f``, ``d_f``: the uncapped term and its derivative."""
+    if eps <= 0:
+        return f, d_f
+    cap = -math.log(eps)
+    return f.clamp(max=cap), torch.where(f > cap, 0.0, d_f)
+
+
+def _focused(f: Tensor, d_f: Tensor, base: Tensor, d_base: Tensor, g: float,
+             detach: bool) -> tuple[Tensor, Tensor]:
+    """Loss ``base^g * f`` and its derivative, ``d_base`` being d(base)/dz (g = 0: ``f``);
+    ``detach``: the weight counts as a constant."""
+    if not g:
+        return f, d_f
+    w_low = _int_pow(base, g - 1) if g != 1 else None
+    w = w_low * base if w_low is not None else base
+    grad = w * d_f
+    if not detach:  # d(base^g)/dz = g base^(g-1) d_base
+        grad = grad + g * (w_low * d_base if w_low is not None else d_base) * f
+    return w * f, grad
+
+
 def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
     """Loss and closed-form gradient [N, C] of the family formula from ONE exp and ONE log1p.
 
@@ -337,24 +360,11 @@ def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
     pq = p * q  # dp/dz = -dq/dz
     # positive branch: f+ = -log p + a1 q + a2 q^2, w+ = q^g+
     d_f_pos = -q
-    if hp.eps > 0:  # the official log(max(p, eps)): constant below eps
-        cap = -math.log(hp.eps)
-        d_f_pos = torch.where(neg_log_p > cap, 0.0, d_f_pos)
-        neg_log_p = neg_log_p.clamp(max=cap)
-    f_pos = neg_log_p
+    f_pos, d_f_pos = _eps_cap(neg_log_p, d_f_pos, hp.eps)
     if hp.a1 or hp.a2:
         f_pos = f_pos + q * (hp.a1 + hp.a2 * q)
         d_f_pos = d_f_pos - pq * (hp.a1 + 2 * hp.a2 * q)
-    g = hp.gamma_pos
-    if g:
-        w_low = _int_pow(q, g - 1) if g != 1 else None
-        w_pos = w_low * q if w_low is not None else q
-        loss_pos = w_pos * f_pos
-        grad_pos = w_pos * d_f_pos
-        if not hp.detach_focal_weight:  # d(q^g)/dz = -g q^(g-1) p q
-            grad_pos = grad_pos - g * (w_low * pq if w_low is not None else pq) * f_pos
-    else:
-        loss_pos, grad_pos = f_pos, d_f_pos
+    loss_pos, grad_pos = _focused(f_pos, d_f_pos, q, -pq, hp.gamma_pos, hp.detach_focal_weight)
     # negative branch: f- = -log(1 - p_m) + b1 p_m + b0, w- = p_m^g-, p_m = max(p - m, 0)
     m = hp.clip
     if m > 0:
@@ -366,25 +376,14 @@ def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
         d_f_neg = d_pm / r
     else:
         pm, f_neg, d_pm, d_f_neg = p, neg_log_q, pq, p
-    if hp.eps > 0:
-        cap = -math.log(hp.eps)
-        d_f_neg = torch.where(f_neg > cap, 0.0, d_f_neg)
-        f_neg = f_neg.clamp(max=cap)
+    f_neg, d_f_neg = _eps_cap(f_neg, d_f_neg, hp.eps)
     if hp.b1:
         f_neg = f_neg + hp.b1 * pm
         d_f_neg = d_f_neg + hp.b1 * d_pm
     if hp.b0:
         f_neg = f_neg + hp.b0
-    g = hp.gamma_neg
-    if g:
-        w_low = _int_pow(pm, g - 1) if g != 1 else None
-        w_neg = w_low * pm if w_low is not None else pm
-        loss_neg = w_neg * f_neg
-        grad_neg = w_neg * d_f_neg
-        if not hp.detach_focal_weight:
-            grad_neg = grad_neg + g * (w_low * d_pm if w_low is not None else d_pm) * f_neg
-    else:
-        loss_neg, grad_neg = f_neg, d_f_neg
+    loss_neg, grad_neg = _focused(f_neg, d_f_neg, pm, d_pm, hp.gamma_neg,
+                                  hp.detach_focal_weight)
     loss = hp.scale_neg * loss_neg + y * (hp.scale_pos * loss_pos - hp.scale_neg * loss_neg)
     grad = hp.scale_neg * grad_neg + y * (hp.scale_pos * grad_pos - hp.scale_neg * grad_neg)
     return loss, grad
@@ -414,8 +413,6 @@ class _DensePolyLossFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        if ctx.reduction == "none":
-            return grad * grad_out, None, None, None
         return grad * grad_out, None, None, None
 
 
