@@ -28,7 +28,8 @@ from typing import Any
 import accelerate.optimizer
 import numpy as np
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedType
+from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -38,7 +39,7 @@ from engine.recipe import prepare
 from mllb_core.errors import UserError
 from mllb_core.runconfig import ConfigError, HelpRequested, cell_argv, debug_requested
 from mllb_core.suite import check_one_launch, parse_sweeps
-from models import auxiliary_loss, frozen_parameters
+from models import aux_loss_modules, auxiliary_loss, frozen_parameters
 from tasks import Task
 
 # Measured (benchmarks/loop_overhead.py): AcceleratedOptimizer.step asks is_lomo_available(), an
@@ -109,13 +110,18 @@ def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
         acc.print(f"resumed {stem} after epoch {state.epoch}")
     primary, better = task.primary_metric, task.higher_is_better[task.primary_metric]
     # Accelerate's per-step wrappers cost ~100 us a step (benchmarks/loop_overhead.py), 5% of
-    # a step at batch 32; without gradient accumulation and a loss scaler they only forward
-    # the call: accumulate() sets sync_gradients, already True, and the wrapped optimizer and
-    # scheduler step once (split_batches) unless an fp16 scaler skipped a step
-    plain = cfg.grad_accum == 1 and acc.scaler is None
+    # a step at batch 32; without gradient accumulation, a loss scaler or DeepSpeed/Megatron
+    # they only forward the call: accumulate() sets sync_gradients, already True, the wrapped
+    # optimizer and scheduler step once (split_batches) unless an fp16 scaler skipped a step,
+    # and backward() divides the loss by 1 (one more autograd node and its backward)
+    plain = (cfg.grad_accum == 1 and acc.scaler is None
+             and acc.distributed_type not in (DistributedType.DEEPSPEED,
+                                              DistributedType.MEGATRON_LM))
     accumulate = (lambda m: contextlib.nullcontext()) if plain else acc.accumulate
     opt_step = opt.optimizer.step if plain else opt.step
     sched_step = sched.scheduler.step if plain else sched.step
+    backward = Tensor.backward if plain else acc.backward
+    aux_modules: list[torch.nn.Module] | None = None
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         model.train()
         loss_fn.train()
@@ -128,7 +134,10 @@ def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
             with accumulate(model):
                 logits, targets = task.logits_and_targets(model, batch)
                 loss = loss_fn(logits, targets)
-                aux = auxiliary_loss(model)  # a model's own regularizer (AssocFormer's penalty)
+                if aux_modules is None:  # after the first forward: who declares aux_loss
+                    aux_modules = aux_loss_modules(model)
+                # a model's own regularizer (AssocFormer's penalty)
+                aux = auxiliary_loss(model, aux_modules) if aux_modules else None
                 loss = loss if aux is None else loss + aux
                 value = loss.item()  # the one host sync per step: the guard and the running mean
                 if acc.num_processes > 1:  # one all-reduce: every rank sees the global loss
@@ -139,7 +148,7 @@ def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
                         f"{stem}: non-finite loss {value} at epoch {epoch}, step {step}; last "
                         f"complete checkpoint: {cell.ckpt.latest_complete()} (epoch "
                         f"{state.epoch})")
-                acc.backward(loss * scale if scale != 1 else loss)
+                backward(loss * scale if scale != 1 else loss)
                 for p in frozen if acc.sync_gradients else ():  # as requires_grad=False would
                     p.grad = None
                 if cfg.grad_clip and acc.sync_gradients:

@@ -11,9 +11,11 @@ so that a fixed per-step cost weighs more):
   is measured by run_task around the per-epoch training loop only, so the dev evaluation,
   checkpointing (``save_state``, ``best.pt``) and test evaluation that run_task also does are
   excluded by construction. What is included: the Accelerate-prepared DataLoader (seedable
-  sampler), ``accelerator.accumulate``, the forward, the loss, the non-finite check (one
-  ``.item()``), ``accelerator.backward``, the wrapped ``optimizer.step()``, ``scheduler.step()``,
-  ``zero_grad()``, the running-loss ``.item()`` and the tqdm postfix update.
+  sampler), the forward, the loss, the auxiliary-loss lookup, the non-finite check (one
+  ``.item()``), ``loss.backward()``, the optimizer's ``step()``, ``scheduler.step()`` (onecycle),
+  ``zero_grad()``, the running-loss sum and tqdm (with gradient accumulation, an fp16 scaler or
+  DeepSpeed, run_task goes through ``accelerator.accumulate``/``backward`` and the wrapped
+  optimizer and scheduler instead).
 * **bare**: the same task (``tasks.create_task("synthetic", ...)``), the same model
   (``models.create_model("mlp", ..., head="linear")``, same initial weights: ``torch.manual_seed``
   is set as run_task's ``set_seed`` does, before the task, loss and model are built), the same loss

@@ -13,8 +13,14 @@ a1 = -epsilon_pos, a2 = -epsilon_pos_pow / 2, b1 = epsilon_neg, b0 = -epsilon_ne
 Why a custom ``autograd.Function``: composing these formulas from eager ops saves a dozen [N, C]
 tensors for backward and runs 7-12x slower than ``binary_cross_entropy_with_logits`` (that is what
 the official ASL/APL code does). Here the closed-form gradient is computed in the forward pass
-(only when a gradient is needed) and is the only tensor saved, and with binary targets on CPU the
-positive branch is evaluated only at the (few) positive entries.
+(only when a gradient is needed), with the reduction's factor already in it, and is the only
+tensor saved; backward hands it on (times ``grad_out`` unless that is the 1 of
+``loss.backward()``). With binary targets on CPU the positive branch is evaluated only at the
+(few) positive entries.
+
+Speed on CPU comes from the number of passes over [N, C] memory and of fresh [N, C] allocations
+(above 32 MB each is a new mmap, page-faulted in on first touch): buffers are reused in place
+and constant factors ride on products computed anyway (``benchmarks/loss_speed.py``).
 
 Numerics: logs come from ``logsigmoid`` (never ``log(sigmoid(z).clamp(eps))``); ``1 - p_m`` is at
 least ``m``; when ``m == 0`` the negative gradient uses the simplified form p^(g-+1)(1 + b1 q) so
@@ -75,26 +81,41 @@ def _pow(x: Tensor, g: float, with_lower: bool = False) -> tuple[Tensor | None, 
     return lower * x, lower
 
 
-def _neg_branch(
-    z: Tensor, p: Tensor, hp: PolyParams, need_grad: bool
-) -> tuple[Tensor, Tensor | None, float]:
-    """Loss L- and dL-/dz for every entry of ``z`` (treated as negatives). Shapes as ``z``.
+def _scaled_mul_(out: Tensor, other: Tensor, value: float) -> Tensor:
+    """``out *= value * other`` in ONE pass over memory.
 
-    Returns ``(loss, grad, scale)``: the gradient is ``grad * scale`` (a constant factor is
-    applied once, to the scalar ``grad_out`` in backward, instead of once per element here).
-    Ordered so that buffers are reused in place: on CPU a fresh [N, C] allocation costs more
-    than the arithmetic done in it, and each op is a pass over memory.
+    A constant factor (the loss weight, the reduction's 1/N) would otherwise cost a pass of its
+    own; ``addcmul`` of a broadcast 0-d zero folds it into a product that is computed anyway,
+    at the cost of a plain ``mul_``.
+    """
+    if value == 1:
+        return out.mul_(other)
+    return torch.addcmul(out.new_zeros(()), out, other, value=value, out=out)
+
+
+def _neg_branch(
+    z: Tensor, p: Tensor, hp: PolyParams, need_grad: bool, gscale: float, p_scratch: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Loss c- L- and ``gscale`` * c- * dL-/dz for every entry of ``z`` (treated as negatives).
+
+    Shapes as ``z``. ``gscale``: the reduction's factor on the gradient (1/(N*C) for "mean"),
+    folded in here so that backward has nothing to do. ``p_scratch``: ``p`` (= sigmoid(z)) is
+    not needed afterwards and may be overwritten. Ordered so that buffers are reused in place:
+    on CPU a fresh [N, C] allocation costs more than the arithmetic done in it (above 32 MB
+    every one is a new mmap, page-faulted in on first touch), and each op is a pass over memory.
     """
     m, g = hp.clip, hp.gamma_neg
     through_weight = need_grad and not hp.detach_focal_weight and g != 0
+    if through_weight and (g != 1 or not hp.b0) and (m >= hp.eps if m > 0 else hp.eps == 0):
+        if m > 0:
+            return _neg_branch_margin(p, hp, gscale, p_scratch)
+        return _neg_branch_focused(z, p, hp, gscale, p_scratch)
     if m > 0:
         pm = torch.sub(p, m).clamp_(min=0)
         r = torch.rsub(pm, 1)  # 1 - p_m >= m > 0: its log is safe
     else:
         pm, r = p, None
     w, w_lower = _pow(pm, g, with_lower=through_weight)
-    if through_weight and (g != 1 or not hp.b0) and (m >= hp.eps if m > 0 else hp.eps == 0):
-        return _neg_branch_focused(z, p, pm, r, w, w_lower, hp)
     if need_grad:
         dpm = torch.addcmul(p, p, p, value=-1.0)  # dp/dz = p (1 - p)
         if r is not None:
@@ -129,63 +150,122 @@ def _neg_branch(
                 grad.mul_(w_lower)
         else:
             grad = dlog.mul_(w) if w is not None else dlog
+        if hp.scale_neg * gscale != 1:
+            grad.mul_(hp.scale_neg * gscale)
     loss = f.mul_(w) if w is not None else f
     if hp.scale_neg != 1:
         loss.mul_(hp.scale_neg)
-    return loss, grad, hp.scale_neg
+    return loss, grad
 
 
-def _neg_branch_focused(z: Tensor, p: Tensor, pm: Tensor, r: Tensor | None, w: Tensor,
-                        w_lower: Tensor | None, hp: PolyParams) -> tuple[Tensor, Tensor, float]:
-    """:func:`_neg_branch` with the gradient through the focusing weight, in fewer passes.
+def _lower_power(pm: Tensor, g: float, buf: Tensor) -> Tensor:
+    """p_m^(g-1) for g != 1, in ``buf``'s memory for an integer g of 3 to 8.
 
-    With f = -log(1 - p_m) + b1 p_m + b0 and dp_m = p (1 - p) (p_m = p without a margin):
-    dL-/dz = p_m^(g-1) dp_m [p_m / (1 - p_m) + b1 p_m + g f]
-           = g * p_m^(g-1) dp_m [f + (p_m / (1 - p_m) + b1 p_m) / g],
-    the factor g (and the scale c-) left to the caller as ``scale``. Only called where no clamp
-    acts: the eps clamp of log(1 - p_m) never does when 1 - p_m >= m >= eps, and a margin's
-    flat region (p < m) has p_m = 0, so the weight p_m^(g-1) p_m ... is 0 there for g > 1 and
-    the bracket's p_m terms vanish for g = 1 without b0 (checked by the caller).
+    p_m = 0 below the margin: there 0^(g-1) for g < 1 is inf, and the derivative is taken as 0.
+    """
+    k = g - 1
+    if k == 1:
+        return pm
+    if k == int(k) and 2 <= k <= 7:
+        torch.mul(pm, pm, out=buf)
+        for _ in range(int(k) - 2):
+            buf.mul_(pm)
+        return buf
+    lower = pm.pow(k)
+    if k < 0:
+        lower.masked_fill_(pm == 0, 0.0)
+    return lower
+
+
+def _neg_branch_margin(p: Tensor, hp: PolyParams, gscale: float,
+                       p_scratch: bool) -> tuple[Tensor, Tensor]:
+    """:func:`_neg_branch` with a margin m > 0 and the gradient through the focusing weight.
+
+    With f = -log(1 - p_m) + b1 p_m + b0 and dp_m = p (1 - p)::
+
+        L- = p_m^g f,   dL-/dz = g p_m^(g-1) dp_m [f + (p_m / (1 - p_m) + b1 p_m) / g].
+
+    Four [N, C] allocations (p, dp_m, 1 - p_m, log(1 - p_m)) and every constant folded into a
+    product. The factor dp_m is p (1 - p) even below the margin, where p_m is flat: there p_m = 0,
+    so p_m^(g-1) = 0 for g > 1, and for g = 1 without b0 (checked by the caller) the bracket is
+    0. The eps clamp of the official code never acts: 1 - p_m >= m >= eps (checked by the caller).
+    """
+    m, g = hp.clip, hp.gamma_neg
+    dpm = torch.addcmul(p, p, p, value=-1.0)  # [N, C] dp/dz = p (1 - p)
+    pm = (p.sub_(m) if p_scratch else torch.sub(p, m)).clamp_(min=0)  # [N, C] p_m
+    r = torch.rsub(pm, 1)  # [N, C] 1 - p_m >= m > 0
+    nf = torch.log(r)  # [N, C] becomes -f
+    if hp.b1:
+        nf.sub_(pm, alpha=hp.b1)
+    if hp.b0:
+        nf.sub_(hp.b0)
+    # minus the bracket, in r's memory (r is not needed after this)
+    t = torch.addcdiv(nf, pm, r, value=-1.0 / g, out=r)
+    if hp.b1:
+        t.sub_(pm, alpha=hp.b1 / g)
+    factor = -g * hp.scale_neg * gscale  # the minus undoes the bracket's sign
+    if g == 1:
+        _scaled_mul_(t, dpm, factor)
+    else:
+        t.mul_(dpm)
+        lower = _lower_power(pm, g, dpm)  # dp_m's memory is free now
+        _scaled_mul_(t, lower, factor)
+        nf.mul_(lower)
+    return _scaled_mul_(nf, pm, -hp.scale_neg), t
+
+
+def _power(x: Tensor, g: float, scratch: bool) -> Tensor:
+    """``x ** g`` by multiplications for small integers; in ``x``'s memory when ``scratch``."""
+    if g == 1:
+        return x
+    if g in (2, 4):
+        w = x.square_() if scratch else x * x
+        return w.square_() if g == 4 else w
+    if g == int(g) and 3 <= g <= 8:
+        w = x * x
+        for _ in range(int(g) - 2):
+            w.mul_(x)
+        return w
+    return x.pow_(g) if scratch else x.pow(g)
+
+
+def _neg_branch_focused(z: Tensor, p: Tensor, hp: PolyParams, gscale: float,
+                        p_scratch: bool) -> tuple[Tensor, Tensor]:
+    """:func:`_neg_branch` without a margin (p_m = p) and with the gradient through the weight.
+
+    With q = 1 - p, f = -log q + b1 p + b0 and dp/dz = p q (so that d(-log q)/dz = p)::
+
+        dL-/dz = g p^(g-1) p q f + p^g (p + b1 p q) = g p^g [p / g + q (f + b1 p / g)],
+
+    which divides by nothing (q underflows to 0 for large logits). Three [N, C] allocations
+    besides ``p``; the constants ride on the last products.
     """
     g = hp.gamma_neg
-    if r is not None:
-        dpm = torch.addcmul(p, p, p, value=-1.0)  # [N, C] dp/dz = p (1 - p)
-        f = torch.log(r).neg_()  # [N, C] -log(1 - p_m), r still needed
-        if hp.b1:
-            f.add_(pm, alpha=hp.b1)
-        if hp.b0:
-            f.add_(hp.b0)
-        t = torch.addcdiv(f, pm, r, value=1.0 / g)
-        if hp.b1:
-            t.add_(pm, alpha=hp.b1 / g)
-        t.mul_(dpm)
-    else:
-        # no margin: p_m = p, p_m / (1 - p_m) dp_m = p^2, so the bracket times dp_m is
-        # p [p / g + (1 - p) f] + b1 p^2 (1 - p) / g: computed as p * (p/g + q (f + b1 p / g))
-        # -log(1 - p) = -log sigmoid(-z): sigmoid then log costs a third of logsigmoid on CPU;
-        # sigmoid(-z) keeps its relative precision where 1 - p rounds (it is 0 only past
-        # z ~ 88, where -log sigmoid(-z) = z to float precision)
-        q = torch.sigmoid(-z)  # [N, C]
-        f = torch.log(q).neg_()
-        f = torch.where(z > 80, z, f)
-        if hp.b1:
-            f.add_(p, alpha=hp.b1)
-        if hp.b0:
-            f.add_(hp.b0)
-        inner = torch.add(f, p, alpha=hp.b1 / g) if hp.b1 else f.clone()
-        t = inner.mul_(q).add_(p, alpha=1.0 / g).mul_(p)
-    if w_lower is not None:
-        t.mul_(w_lower)
-    loss = f.mul_(w)
-    if hp.scale_neg != 1:
-        loss.mul_(hp.scale_neg)
-    return loss, t, g * hp.scale_neg
+    # q = sigmoid(-z) keeps its relative precision where 1 - p rounds; sigmoid then log costs
+    # a third of logsigmoid on CPU
+    q = torch.neg(z).sigmoid_()  # [N, C]
+    nf = torch.log(q)  # [N, C] becomes -f
+    # past z ~ 88 q underflows to 0 and its log to -inf, while -log sigmoid(-z) = z to float
+    # precision; on CPU one reduction skips the fix where no logit is that large (the usual case)
+    if z.device.type != "cpu" or float(z.max()) > 80:
+        nf = torch.where(z > 80, -z, nf)
+    if hp.b1:
+        nf.sub_(p, alpha=hp.b1)
+    if hp.b0:
+        nf.sub_(hp.b0)
+    t = torch.mul(nf, q)  # [N, C] becomes minus the bracket: q (-f - b1 p / g) - p / g
+    if hp.b1:
+        t.addcmul_(p, q, value=-hp.b1 / g)
+    t.sub_(p, alpha=1.0 / g)
+    w = _power(p, g, p_scratch)  # p^g; p is not needed after this
+    _scaled_mul_(t, w, -g * hp.scale_neg * gscale)
+    return _scaled_mul_(nf, w, -hp.scale_neg), t
 
 
 def _pos_branch(
-    z: Tensor, p: Tensor, q: Tensor, hp: PolyParams, need_grad: bool
+    z: Tensor, p: Tensor, q: Tensor, hp: PolyParams, need_grad: bool, gscale: float
 ) -> tuple[Tensor, Tensor | None]:
-    """Loss L+ and dL+/dz for every entry of ``z`` (treated as positives). Shapes as ``z``."""
+    """Loss c+ L+ and ``gscale`` * c+ * dL+/dz for every entry of ``z`` (treated as positives)."""
     g = hp.gamma_pos
     log_p = F.logsigmoid(z)
     clamped = None
@@ -215,8 +295,8 @@ def _pos_branch(
         # d(q^g)/dz = -g p q^g
         dw = p * w if w is not None else p.clone()
         grad.sub_(dw.mul_(f), alpha=g)
-    if hp.scale_pos != 1:
-        grad.mul_(hp.scale_pos)
+    if hp.scale_pos * gscale != 1:
+        grad.mul_(hp.scale_pos * gscale)
     return loss, grad
 
 
@@ -233,35 +313,33 @@ def _binary_positive_index(targets: Tensor) -> tuple[Tensor, ...] | None:
 
 
 def _elementwise(
-    z: Tensor, targets: Tensor, hp: PolyParams, need_grad: bool
-) -> tuple[Tensor, Tensor | None, float]:
-    """Per-element loss and gradient of the family formula, both [N, C] in ``z``'s dtype, and
-    the factor the gradient still needs (``grad * scale`` is dL/dz; see :func:`_neg_branch`)."""
+    z: Tensor, targets: Tensor, hp: PolyParams, need_grad: bool, gscale: float = 1.0
+) -> tuple[Tensor, Tensor | None]:
+    """Per-element loss and ``gscale`` * gradient of the family formula, both [N, C] in ``z``'s
+    dtype (``gscale``: the reduction's factor, e.g. 1/(N*C) for "mean")."""
     p = torch.sigmoid(z)
     idx = _binary_positive_index(targets)
     if idx is not None:
-        loss, grad, scale = _neg_branch(z, p, hp, need_grad)
+        loss, grad = _neg_branch(z, p, hp, need_grad, gscale, p_scratch=True)
         if idx[0].numel():
             z_pos = z[idx]
             loss_pos, grad_pos = _pos_branch(
-                z_pos, torch.sigmoid(z_pos), torch.sigmoid(-z_pos), hp, need_grad
+                z_pos, torch.sigmoid(z_pos), torch.sigmoid(-z_pos), hp, need_grad, gscale
             )
             loss[idx] = loss_pos
             if grad is not None:
-                grad[idx] = grad_pos / scale  # a few entries: the factor is the negatives'
-        return loss, grad, scale
+                grad[idx] = grad_pos
+        return loss, grad
 
     y = targets.to(z.dtype)
-    loss_neg, grad_neg, scale = _neg_branch(z, p, hp, need_grad)
-    loss_pos, grad_pos = _pos_branch(z, p, torch.rsub(p, 1), hp, need_grad)
+    loss_neg, grad_neg = _neg_branch(z, p, hp, need_grad, gscale, p_scratch=False)
+    loss_pos, grad_pos = _pos_branch(z, p, torch.rsub(p, 1), hp, need_grad, gscale)
     # y L+ + (1 - y) L- = L- + y (L+ - L-)
     loss = loss_neg.add_(loss_pos.sub_(loss_neg).mul_(y))
     grad = None
     if grad_neg is not None and grad_pos is not None:
-        if scale != 1:
-            grad_neg.mul_(scale)
         grad = grad_neg.add_(grad_pos.sub_(grad_neg).mul_(y))
-    return loss, grad, 1.0
+    return loss, grad
 
 
 def reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -277,33 +355,45 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
+def grad_scale(z: Tensor, reduction: str) -> float:
+    """The factor a reduction puts on the elementwise gradient: 1/(N*C), 1/N or 1."""
+    return {"mean": 1.0 / z.numel(), "batchmean": 1.0 / z.shape[0]}.get(reduction, 1.0)
+
+
+def times_grad_out(grad: Tensor, grad_out: Tensor) -> Tensor:
+    """``grad * grad_out`` for a backward whose forward saved the finished gradient ``grad``.
+
+    ``loss.backward()`` sends the CPU scalar 1: then ``grad`` itself is returned, which saves a
+    pass and a new [N, C] tensor (above 32 MB, a fresh mmap). No result can change: AccumulateGrad
+    copies it while the graph is retained (the saved tensor still holds a reference) and
+    otherwise takes it over, and if a caller modifies the returned tensor in place and
+    backpropagates the retained graph again, autograd's version check on the saved tensor
+    fails that call loudly (tests/test_losses/test_backward_handoff.py). Checked on CPU only:
+    reading an accelerator's scalar would synchronize.
+    """
+    if grad_out.device.type == "cpu" and grad_out.numel() == 1 and float(grad_out) == 1.0:
+        return grad
+    return grad * grad_out
+
+
 class _PolyLossFunction(torch.autograd.Function):
-    """Forward computes value and closed-form gradient; backward only scales the saved gradient."""
+    """Forward computes value and the finished gradient; backward hands it on (times grad_out)."""
 
     @staticmethod
     def forward(ctx, z: Tensor, targets: Tensor, hp: PolyParams, reduction: str) -> Tensor:  # type: ignore[override]
         need_grad = ctx.needs_input_grad[0]
         with torch.autocast(device_type=z.device.type, enabled=False):
-            loss, grad, scale = _elementwise(z, targets, hp, need_grad)
+            loss, grad = _elementwise(z, targets, hp, need_grad, grad_scale(z, reduction))
             out = reduce(loss, reduction)
         if need_grad:
             ctx.save_for_backward(grad)
-            ctx.reduction, ctx.scale = reduction, scale
-            ctx.numel, ctx.batch = z.numel(), z.shape[0]
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        # the per-element constant factor rides on the (usually scalar) incoming gradient
-        if ctx.reduction == "mean":
-            grad_out = grad_out * (ctx.scale / ctx.numel)
-        elif ctx.reduction == "batchmean":
-            grad_out = grad_out * (ctx.scale / ctx.batch)
-        elif ctx.scale != 1:
-            grad_out = grad_out * ctx.scale
-        return grad * grad_out, None, None, None
+        return times_grad_out(grad, grad_out), None, None, None
 
 
 def _int_pow(x: Tensor, g: float) -> Tensor:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from losses._kernel import check_inputs, compute_dtype
+from losses._kernel import check_inputs, compute_dtype, times_grad_out
 from losses.base import LOSSES, MultiLabelLoss, require
 
 # timm's mask value for the entries a log-sum-exp leaves out
@@ -53,54 +53,176 @@ def _lse(t: Tensor, dim: int) -> tuple[Tensor, Tensor, Tensor]:
     return top + total.log(), e, total
 
 
+def _zlpr_exact(x: Tensor, pos: Tensor, n: int,
+                need_grad: bool) -> tuple[Tensor, Tensor | None]:
+    """Per-row ZLPR terms [R, 1] and their gradient [R, C] (divided by the batch size ``n``),
+    each log-sum-exp shifted by its own subset's maximum: exact for any spread of logits."""
+    m = torch.where(pos, -x, x)  # [R, C] the exponent of each entry's own term
+    lse_neg, e_neg, s_neg = _lse(m.masked_fill(pos, _MASK), 1)  # [R, 1]
+    lse_pos, e_pos, s_pos = _lse(m.masked_fill(~pos, _MASK), 1)
+    # log(1 + sum e^m) = softplus(lse): the appended zero logit of timm's formula
+    per_row = F.softplus(lse_neg) + F.softplus(lse_pos)
+    if not need_grad:
+        return per_row, None
+    # d/dz_j log(1 + sum e^m) = +-e^{m_j} / (1 + sum e^m) = +-softmax_j * sigmoid(lse)
+    k_neg = torch.sigmoid(lse_neg).div_(s_neg * n)  # [R, 1]
+    k_pos = torch.sigmoid(lse_pos).div_(s_pos * -n)
+    return per_row, torch.where(pos, e_pos.mul_(k_pos), e_neg.mul_(k_neg))
+
+
+# a subset whose shifted sum is below e^-50 is recomputed with its own shift (_zlpr_exact)
+_SHARED_SHIFT_MIN = float(torch.tensor(-50.0, dtype=torch.float64).exp())
+
+
+def _positives(targets: Tensor, dtype: torch.dtype) -> Tensor:
+    """1.0 where a target is above 0.5, else 0.0: [N, C] in ``dtype``.
+
+    Written as clamp(round(t), 0, 1) (round half to even: 0.5 -> 0, so exactly "t > 0.5" for
+    every real t) because on CPU ops that produce or consume a bool tensor (``>``, ``where``,
+    bool -> float) cost 2-4 times a vectorized float op; every mask below is this float tensor,
+    used in products.
+    """
+    return torch.round(targets.to(dtype)).clamp_(0, 1)
+
+
+def _masked_sums(e: Tensor, posf: Tensor, negf: Tensor, dim: int,
+                 buf: Tensor) -> tuple[Tensor, Tensor]:
+    """Sums of ``e`` (>= 0) over ``dim`` on the positives and on the negatives; ``buf``:
+    scratch like ``e``.
+
+    The negatives' sum is the total minus the positives' (a read of ``e`` instead of a product
+    and a read) where the negatives carry at least half of a line's total, so that the
+    difference loses at most one bit; if any line is not so, every line's sum is taken
+    directly.
+    """
+    s_pos = torch.mul(e, posf, out=buf).sum(dim=dim, keepdim=True)
+    total = e.sum(dim=dim, keepdim=True)
+    if bool((s_pos <= 0.5 * total).all()):
+        return s_pos, total - s_pos
+    return s_pos, torch.mul(e, negf, out=buf).sum(dim=dim, keepdim=True)
+
+
+def _select(posf: Tensor, negf: Tensor, k_pos: Tensor, k_neg: Tensor, buf: Tensor) -> Tensor:
+    """``k_pos`` on the positives, ``k_neg`` elsewhere, broadcast to [N, C] into ``buf``.
+
+    As negf k_neg + posf k_pos: each entry gets one term times 1 and one times 0, exactly.
+    (k_neg + posf (k_pos - k_neg) would cancel to 0 where |k_neg| >> |k_pos|.)
+    """
+    return torch.mul(negf, k_neg, out=buf).addcmul_(posf, k_pos)
+
+
 class _ZlprFunction(torch.autograd.Function):
-    """ZLPR value and its closed-form gradient in one forward; backward scales it."""
+    """ZLPR value and its closed-form gradient in one forward; backward hands the gradient on.
+
+    Both log-sum-exps of a row share one shift, the row's maximum of ``m`` (the positives' -z
+    and the negatives' z), so one ``exp`` serves both. That is exact while each subset's sum
+    stays far above float underflow; rows where a subset's shifted sum falls below e^-50 (its
+    largest term more than ~50 below the other subset's) are recomputed with a shift per
+    subset (:func:`_zlpr_exact`). Four [N, C] allocations; masks are float products.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, pos: Tensor) -> Tensor:  # type: ignore[override]
-        m = torch.where(pos, -x, x)  # [N, C] the exponent of each entry's own term
-        lse_neg, e_neg, s_neg = _lse(m.masked_fill(pos, _MASK), 1)  # [N, 1]
-        lse_pos, e_pos, s_pos = _lse(m.masked_fill(~pos, _MASK), 1)
-        # log(1 + sum e^m) = softplus(lse): the appended zero logit of timm's formula
-        out = (F.softplus(lse_neg) + F.softplus(lse_pos)).mean()
-        if ctx.needs_input_grad[0]:
-            # d/dz_j log(1 + sum e^m) = +-e^{m_j} / (1 + sum e^m) = +-softmax_j * sigmoid(lse)
-            n = x.shape[0]
-            k_neg = torch.sigmoid(lse_neg).div_(s_neg * n)  # [N, 1]
-            k_pos = torch.sigmoid(lse_pos).div_(s_pos * -n)
-            grad = torch.where(pos, e_pos.mul_(k_pos), e_neg.mul_(k_neg))
+    def forward(ctx, x: Tensor, posf: Tensor) -> Tensor:  # type: ignore[override]
+        n = x.shape[0]
+        need_grad = ctx.needs_input_grad[0]
+        m = torch.addcmul(x, x, posf, value=-2.0)  # [N, C] -z on the positives, z elsewhere
+        top = m.amax(dim=1, keepdim=True)  # [N, 1]
+        e = m.sub_(top).clamp_(min=_EXP_FLOOR).exp_()  # [N, C] e^(m - top), in m's memory
+        negf, buf = torch.rsub(posf, 1), torch.empty_like(x)
+        s_pos, s_neg = _masked_sums(e, posf, negf, 1, buf)  # [N, 1]
+        # every term is >= e^-87 after the clamp: a sum is 0 only for an empty subset, whose
+        # log is -inf and whose softplus 0, as timm's masked log-sum-exp gives
+        lse_pos, lse_neg = top + s_pos.log(), top + s_neg.log()
+        per_row = F.softplus(lse_neg) + F.softplus(lse_pos)  # [N, 1]
+        grad = None
+        if need_grad:
+            # d/dz_j log(1 + sum e^m) = +-e^{m_j} / (1 + sum e^m) = +-softmax_j * sigmoid(lse);
+            # an empty subset's factor (0 / 0) is never used: set to 0, as products follow
+            k_neg = torch.where(s_neg > 0, torch.sigmoid(lse_neg) / (s_neg * n), 0.0)
+            k_pos = torch.where(s_pos > 0, torch.sigmoid(lse_pos) / (s_pos * -n), 0.0)
+            grad = e.mul_(_select(posf, negf, k_pos, k_neg, buf))
+        bad = ((s_pos > 0) & (s_pos < _SHARED_SHIFT_MIN)) | (
+            (s_neg > 0) & (s_neg < _SHARED_SHIFT_MIN))  # [N, 1]
+        if bool(bad.any()):
+            rows = bad.view(-1).nonzero(as_tuple=True)[0]
+            per_row[rows], grad_rows = _zlpr_exact(x[rows], posf[rows] > 0.5, n, need_grad)
+            if grad is not None:
+                grad[rows] = grad_rows
+        if grad is not None:
             ctx.save_for_backward(grad)
-        return out
+        return per_row.mean()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        return grad * grad_out, None
+        return times_grad_out(grad, grad_out), None
+
+
+def _two_way_exact(x: Tensor, pos: Tensor, tp: float, tn: float, dim: int, count: Tensor,
+                   need_grad: bool) -> tuple[Tensor, Tensor | None]:
+    """One direction of the two-way loss on the lines (along ``dim``) of ``x``, each
+    log-sum-exp shifted by its own subset's maximum: the sum of its lines' terms (divided by
+    ``count``) and their gradient [same shape as x]; exact for any spread of logits."""
+    a = (x / -tp).masked_fill_(~pos, _MASK)  # soft-min terms of the positives
+    b = (x / tn).masked_fill_(pos, _MASK)  # soft-max terms of the negatives
+    lse_a, e_a, s_a = _lse(a, dim)
+    lse_b, e_b, s_b = _lse(b, dim)
+    h = tn * lse_b + tp * lse_a
+    valid = pos.any(dim=dim, keepdim=True)
+    out = F.softplus(h)[valid].sum() / count
+    if not need_grad:
+        return out, None
+    coef = torch.sigmoid(h).mul_(valid).div_(count)
+    return out, torch.where(pos, e_a.mul_(-coef / s_a), e_b.mul_(coef / s_b))
 
 
 class _TwoWayFunction(torch.autograd.Function):
-    """Two-way loss value and its closed-form gradient in one forward; backward scales it."""
+    """Two-way loss value and its closed-form gradient in one forward; backward hands it on.
+
+    Per direction, both log-sum-exps of a line (the positives' soft-min of -z / tp and the
+    negatives' soft-max of z / tn) share one shift, the line's maximum of u = -z / tp on the
+    positives and z / tn on the negatives, so one ``exp`` serves both. Lines where a subset's
+    shifted sum falls below e^-50 are recomputed with a shift per subset
+    (:func:`_two_way_exact`), as in zlpr. Five [N, C] allocations; masks are float products.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, pos: Tensor, tp: float, tn: float) -> Tensor:  # type: ignore[override]
-        a = (x / -tp).masked_fill_(~pos, _MASK)  # [N, C] soft-min terms of the positives
-        b = (x / tn).masked_fill_(pos, _MASK)  # [N, C] soft-max terms of the negatives
+    def forward(ctx, x: Tensor, posf: Tensor, tp: float, tn: float) -> Tensor:  # type: ignore[override]
         need_grad = ctx.needs_input_grad[0]
+        u = torch.mul(x, 1.0 / tn).addcmul_(x, posf, value=-1.0 / tp - 1.0 / tn)  # [N, C]
+        negf, buf = torch.rsub(posf, 1), torch.empty_like(x)
         out = x.new_zeros(())
         grad = None
         for dim in (0, 1):  # 0: over the samples of each class, 1: over the classes of a sample
-            lse_a, e_a, s_a = _lse(a, dim)  # [1, C] or [N, 1]
-            lse_b, e_b, s_b = _lse(b, dim)
-            h = tn * lse_b + tp * lse_a
-            valid = pos.any(dim=dim, keepdim=True)
+            top = u.amax(dim=dim, keepdim=True)  # [1, C] or [N, 1]
+            e = torch.sub(u, top) if dim == 0 else u.sub_(top)  # u's last use: in place
+            e.clamp_(min=_EXP_FLOOR).exp_()  # [N, C] every term >= e^-87 > 0
+            s_a, s_b = _masked_sums(e, posf, negf, dim, buf)  # positives', negatives' sums
+            valid = s_a > 0  # lines with a positive (an empty subset sums to exactly 0)
             count = valid.sum().clamp(min=1)
-            out = out + F.softplus(h)[valid].sum() / count
+            h = tn * (top + s_b.log()) + tp * (top + s_a.log())
+            bad = ((s_a > 0) & (s_a < _SHARED_SHIFT_MIN)) | ((s_b > 0) & (s_b < _SHARED_SHIFT_MIN))
+            # where on the [1, C] or [N, 1] line values, not boolean indexing (nonzero + gather)
+            out = out + torch.where(valid & ~bad, F.softplus(h), 0.0).sum() / count
             if need_grad:
                 # d softplus(h) = sigmoid(h) dh; dh/dz = softmax of b on the negatives and
-                # -softmax of a on the positives (tp, tn cancel with the 1/tp, 1/tn inside)
+                # -softmax of a on the positives (tp, tn cancel with the 1/tp, 1/tn inside);
+                # an empty subset's factor (0 / 0) is never used: set to 0, as products follow
                 coef = torch.sigmoid(h).mul_(valid).div_(count)
-                part = torch.where(pos, e_a.mul_(-coef / s_a), e_b.mul_(coef / s_b))
+                k_a = torch.where(valid, -coef / s_a, 0.0)
+                k_b = torch.where(s_b > 0, coef / s_b, 0.0)
+                part = e.mul_(_select(posf, negf, k_a, k_b, buf))
+            if bool(bad.any()):
+                lines = bad.view(-1).nonzero(as_tuple=True)[0]
+                other = 1 - dim  # the lines of direction ``dim`` are indexed along the other
+                sub_out, sub_grad = _two_way_exact(
+                    x.index_select(other, lines), posf.index_select(other, lines) > 0.5, tp, tn,
+                    dim, count, need_grad)
+                out = out + sub_out
+                if need_grad:
+                    part.index_copy_(other, lines, sub_grad)
+            if need_grad:
                 grad = part if grad is None else grad.add_(part)
         if grad is not None:
             ctx.save_for_backward(grad)
@@ -110,7 +232,7 @@ class _TwoWayFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        return grad * grad_out, None, None, None
+        return times_grad_out(grad, grad_out), None, None, None
 
 
 def zlpr_loss(logits: Tensor, targets: Tensor, *, reduction: str = "mean") -> Tensor:
@@ -123,7 +245,7 @@ def zlpr_loss(logits: Tensor, targets: Tensor, *, reduction: str = "mean") -> Te
     check_inputs("zlpr", logits, targets, reduction)
     require(reduction == "mean", "zlpr", "reduction", "'mean'", reduction)
     x = logits.to(compute_dtype(logits))
-    return _ZlprFunction.apply(x, targets.detach() > 0.5)
+    return _ZlprFunction.apply(x, _positives(targets.detach(), x.dtype))
 
 
 def two_way_loss(
@@ -140,7 +262,7 @@ def two_way_loss(
     check_inputs("two_way", logits, targets, reduction)
     require(reduction == "mean", "two_way", "reduction", "'mean'", reduction)
     x = logits.to(compute_dtype(logits))
-    return _TwoWayFunction.apply(x, targets.detach() > 0.5, float(tp), float(tn))
+    return _TwoWayFunction.apply(x, _positives(targets.detach(), x.dtype), float(tp), float(tn))
 
 
 @LOSSES.register("zlpr")

@@ -15,6 +15,7 @@ from typing import Any
 
 from models.registry import (
     MODELS,
+    aux_loss_modules,
     auxiliary_loss,
     create_model,
     frozen_parameters,
@@ -93,6 +94,7 @@ __all__ = [
     "GAPHead",
     "ImageClassifier",
     "MLDecoderHead",
+    "aux_loss_modules",
     "auxiliary_loss",
     "create_head",
     "create_model",

@@ -26,18 +26,28 @@ def create_model(name: str, num_labels: int, **kwargs: Any) -> nn.Module:
         raise TypeError(f"model {name!r}: {exc}") from exc
 
 
-def auxiliary_loss(model: nn.Module) -> Tensor | None:
+def aux_loss_modules(model: nn.Module) -> list[nn.Module]:
+    """The submodules of ``model`` that have an ``aux_loss`` attribute (see
+    :func:`auxiliary_loss`). A training loop looks them up once, after the first forward pass,
+    instead of walking ``model.modules()`` every step (~20 us for a small model, hundreds of
+    modules for an image backbone)."""
+    return [m for m in model.modules() if hasattr(m, "aux_loss")]
+
+
+def auxiliary_loss(model: nn.Module, modules: list[nn.Module] | None = None) -> Tensor | None:
     """Sum of the auxiliary training losses that submodules computed in the last forward pass.
 
     Protocol: a module with an attribute ``aux_loss`` (a 0-d Tensor or None) sets it in
-    ``forward`` when ``self.training`` (e.g. AssocFormer's association-matrix penalty). This
-    sums every non-None ``aux_loss`` over ``model.modules()`` and resets them to None, so a
-    value is never counted twice or leaks into a later step. A wrapper that holds the model as
-    a submodule (DistributedDataParallel's ``.module``) is searched too. Returns None when no
-    module set one, so the caller adds nothing: ``if aux is not None: loss = loss + aux``.
+    ``forward`` when ``self.training`` (e.g. AssocFormer's association-matrix penalty); it
+    declares the attribute in ``__init__`` or sets it on every training forward. This sums
+    every non-None ``aux_loss`` over ``model.modules()`` (or over ``modules``, from
+    :func:`aux_loss_modules`) and resets them to None, so a value is never counted twice or
+    leaks into a later step. A wrapper that holds the model as a submodule
+    (DistributedDataParallel's ``.module``) is searched too. Returns None when no module set
+    one, so the caller adds nothing: ``if aux is not None: loss = loss + aux``.
     """
     total: Tensor | None = None
-    for module in model.modules():
+    for module in model.modules() if modules is None else modules:
         aux = getattr(module, "aux_loss", None)
         if isinstance(aux, Tensor):
             total = aux if total is None else total + aux

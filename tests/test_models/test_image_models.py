@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from timm.layers.ml_decoder import MLDecoder
 from torch import Tensor, nn
 
-from models import MODELS, auxiliary_loss, create_model
+from models import MODELS, aux_loss_modules, auxiliary_loss, create_model
 from models.heads import AssociationHead, MLDecoderHead
 from models.image import (
     ImageClassifier,
@@ -292,6 +292,19 @@ def test_association_in_classifier_and_aux_loss() -> None:
     model.eval()(_images(3))
     assert auxiliary_loss(model) is None  # no penalty in eval
     assert auxiliary_loss(_classifier("gap", "linear").train()) is None
+
+
+def test_aux_loss_modules_list_gives_the_same_penalty() -> None:
+    # run_task looks the modules up once; the sum over that list is the walk's sum
+    model = _classifier("association", "linear", theta=0.3).train()
+    modules = aux_loss_modules(model)
+    assert modules == [model.decoder]
+    model(_images(3))
+    set_in_forward = model.decoder.aux_loss
+    assert isinstance(set_in_forward, Tensor)
+    torch.testing.assert_close(auxiliary_loss(model, modules), set_in_forward)
+    assert auxiliary_loss(model, modules) is None  # reset after being read
+    assert aux_loss_modules(_classifier("gap", "linear")) == []
 
 
 def test_aux_loss_gradient_reaches_association() -> None:

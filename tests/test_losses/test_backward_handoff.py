@@ -1,0 +1,71 @@
+"""The fused losses hand their saved gradient on when ``grad_out`` is the CPU scalar 1.
+
+``losses._kernel.times_grad_out`` returns the gradient computed in forward itself (no pass, no
+new [N, C] tensor) for ``loss.backward()``. These tests check that this never changes a result:
+a retained graph backpropagated twice accumulates twice the gradient, a scaled loss scales it,
+and a gradient modified in place by the caller never comes back from a second backward (autograd's
+version check on the saved tensor fails it loudly).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from losses import create_loss
+
+NAMES = ["asl", "apl", "focal", "poly1", "aam", "zlpr", "two_way"]
+
+
+def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(16, 12, generator=g, dtype=torch.float64)
+    y = (torch.rand(16, 12, generator=g) < 0.2).double()
+    return (z / 5).clamp(-1, 1), y  # within [-1, 1]: also valid cosines for aam
+
+
+def _reference_grad(name: str, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # the gradient through a multiplication by a tensor of ones: grad_out is a fresh tensor
+    # that is not the scalar 1, so the fused loss multiplies instead of handing on
+    x = z.clone().requires_grad_(True)
+    (create_loss(name)(x, y) * torch.ones((), dtype=x.dtype, requires_grad=True)).backward()
+    return x.grad
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_retained_graph_backpropagated_twice_accumulates_twice(name: str) -> None:
+    z, y = _inputs()
+    ref = _reference_grad(name, z, y)
+    x = z.clone().requires_grad_(True)
+    loss = create_loss(name)(x, y)
+    loss.backward(retain_graph=True)
+    torch.testing.assert_close(x.grad, ref, rtol=1e-12, atol=1e-15)
+    loss.backward()
+    torch.testing.assert_close(x.grad, 2 * ref, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_scaled_loss_scales_the_gradient(name: str) -> None:
+    z, y = _inputs()
+    ref = _reference_grad(name, z, y)
+    x = z.clone().requires_grad_(True)
+    (create_loss(name)(x, y) * 3.0).backward()
+    torch.testing.assert_close(x.grad, 3 * ref, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradient_modified_in_place_is_never_silently_reused(name: str) -> None:
+    # the caller owns what autograd returned; a second backward through the retained graph
+    # either gives the right gradient or fails with autograd's in-place error, never a wrong one
+    z, y = _inputs()
+    ref = _reference_grad(name, z, y)
+    x = z.clone().requires_grad_(True)
+    loss = create_loss(name)(x, y)
+    (g,) = torch.autograd.grad(loss, x, retain_graph=True)
+    g.mul_(2)
+    try:
+        (again,) = torch.autograd.grad(loss, x)
+    except RuntimeError as exc:
+        assert "modified by an inplace operation" in str(exc)
+    else:
+        torch.testing.assert_close(again, ref, rtol=1e-12, atol=1e-15)
