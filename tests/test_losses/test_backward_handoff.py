@@ -17,50 +17,44 @@ from losses import create_loss
 NAMES = ["asl", "apl", "focal", "poly1", "aam", "zlpr", "two_way"]
 
 
-def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
+def _case(name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(leaf x, the loss on x, the reference gradient): inputs within [-1, 1], also valid
+    cosines for aam. The reference goes through a multiplication by a tensor of ones, so its
+    grad_out is not the scalar 1 and the fused loss multiplies instead of handing on."""
     g = torch.Generator().manual_seed(0)
-    z = torch.randn(16, 12, generator=g, dtype=torch.float64)
+    z = (torch.randn(16, 12, generator=g, dtype=torch.float64) / 5).clamp(-1, 1)
     y = (torch.rand(16, 12, generator=g) < 0.2).double()
-    return (z / 5).clamp(-1, 1), y  # within [-1, 1]: also valid cosines for aam
-
-
-def _reference_grad(name: str, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    # the gradient through a multiplication by a tensor of ones: grad_out is a fresh tensor
-    # that is not the scalar 1, so the fused loss multiplies instead of handing on
+    r = z.clone().requires_grad_(True)
+    (create_loss(name)(r, y) * torch.ones((), dtype=r.dtype, requires_grad=True)).backward()
     x = z.clone().requires_grad_(True)
-    (create_loss(name)(x, y) * torch.ones((), dtype=x.dtype, requires_grad=True)).backward()
-    return x.grad
+    return x, create_loss(name)(x, y), r.grad
+
+
+def _close(got: torch.Tensor, want: torch.Tensor) -> None:
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_retained_graph_backpropagated_twice_accumulates_twice(name: str) -> None:
-    z, y = _inputs()
-    ref = _reference_grad(name, z, y)
-    x = z.clone().requires_grad_(True)
-    loss = create_loss(name)(x, y)
+    x, loss, ref = _case(name)
     loss.backward(retain_graph=True)
-    torch.testing.assert_close(x.grad, ref, rtol=1e-12, atol=1e-15)
+    _close(x.grad, ref)
     loss.backward()
-    torch.testing.assert_close(x.grad, 2 * ref, rtol=1e-12, atol=1e-15)
+    _close(x.grad, 2 * ref)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_scaled_loss_scales_the_gradient(name: str) -> None:
-    z, y = _inputs()
-    ref = _reference_grad(name, z, y)
-    x = z.clone().requires_grad_(True)
-    (create_loss(name)(x, y) * 3.0).backward()
-    torch.testing.assert_close(x.grad, 3 * ref, rtol=1e-12, atol=1e-15)
+    x, loss, ref = _case(name)
+    (loss * 3.0).backward()
+    _close(x.grad, 3 * ref)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_gradient_modified_in_place_is_never_silently_reused(name: str) -> None:
     # the caller owns what autograd returned; a second backward through the retained graph
     # either gives the right gradient or fails with autograd's in-place error, never a wrong one
-    z, y = _inputs()
-    ref = _reference_grad(name, z, y)
-    x = z.clone().requires_grad_(True)
-    loss = create_loss(name)(x, y)
+    x, loss, ref = _case(name)
     (g,) = torch.autograd.grad(loss, x, retain_graph=True)
     g.mul_(2)
     try:
@@ -68,4 +62,4 @@ def test_gradient_modified_in_place_is_never_silently_reused(name: str) -> None:
     except RuntimeError as exc:
         assert "modified by an inplace operation" in str(exc)
     else:
-        torch.testing.assert_close(again, ref, rtol=1e-12, atol=1e-15)
+        _close(again, ref)
