@@ -155,7 +155,8 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
 
 
-def _heading(key: TableKey) -> str:
+def table_heading(key: TableKey) -> str:
+    """The section title of a (task, version, dataset) table, shared by markdown and the page."""
     task, version, dataset = key
     return f"{task} (v{version}, {dataset})"
 
@@ -177,7 +178,9 @@ def _thresholds(rules: list[Threshold]) -> str:
     return ", ".join(parts)
 
 
-def _protocol(rows: list[Row], primary: str) -> str:
+def protocol_line(rows: list[Row], primary: str) -> str:
+    """One line naming how the rows were made (device, world size, precision, selection,
+    threshold, epochs, counts), each value as the runs recorded it."""
     runs = [r for row in rows for _, r in row.runs]
     def vals(get: Callable[[Result], Any]) -> str:
         return ", ".join(sorted({str(get(r)) for r in runs}))
@@ -207,11 +210,11 @@ def render_group(key: TableKey, rows: list[Row], baseline: str,
     comparison = comparison or compare_table(key, rows, baseline)
     common = set.intersection(*(set(r.metrics) for row in rows for _, r in row.runs))
     metrics = headline_metrics(key[0], primary, common | {primary})
-    rows = _sorted_rows(rows, comparison.base, primary)
+    rows = sorted_rows(rows, comparison.base, primary)
     head = ["model", "loss", "n", *[f"{m} {'↑' if hib[m] else '↓'}" for m in metrics],
             f"Δ {primary} vs {baseline} (95% CI)", "train s", "ex/s"]
-    more = f" [All metrics]({appendix}#{anchor(_heading(key))})." if appendix else ""
-    lines = [f"## {_heading(key)}", "",
+    more = f" [All metrics]({appendix}#{anchor(table_heading(key))})." if appendix else ""
+    lines = [f"## {table_heading(key)}", "",
              f"Test split, {first.task.num_examples} examples, {first.task.num_labels} "
              f"labels; metrics in %, mean ± std over seeds; train s: training seconds per run, "
              f"ex/s: training examples per second (an example is what num_examples counts: an "
@@ -225,7 +228,7 @@ def render_group(key: TableKey, rows: list[Row], baseline: str,
                      + " | ".join(_metric_cells(rows, row, metrics)) + f" | "
                      f"{_delta_cell(row, comparison)} | {row.timing('train_s'):.0f} | "
                      f"{row.timing('examples_per_s'):.1f} |")
-    lines += ["", _protocol(rows, primary)]
+    lines += ["", protocol_line(rows, primary)]
     used = sorted({m for m in methods if m})
     if used:
         lines.append("Δ intervals: " + "; ".join(
@@ -275,7 +278,7 @@ def _left_out(key: TableKey, excluded: Sequence[Excluded]) -> list[str]:
     return lines
 
 
-def _sorted_rows(rows: list[Row], base: dict[int, Row], primary: str) -> list[Row]:
+def sorted_rows(rows: list[Row], base: dict[int, Row], primary: str) -> list[Row]:
     """Per model: baselines first, then best primary metric first."""
     sign = 1 if rows[0].first.higher_is_better[primary] else -1
     is_base = {id(b) for b in base.values()}
@@ -306,8 +309,8 @@ def render_appendix_group(key: TableKey, rows: list[Row], baseline: str) -> str:
     primary = first.selection.metric
     metrics = [primary, *sorted({m for row in rows for _, r in row.runs for m in r.metrics}
                                 - {primary})]
-    rows = _sorted_rows(rows, baselines(rows, baseline), primary)
-    lines = [f"## {_heading(key)}", "",
+    rows = sorted_rows(rows, baselines(rows, baseline), primary)
+    lines = [f"## {table_heading(key)}", "",
              f"Test split, {first.task.num_examples} examples, {first.task.num_labels} labels; "
              "every metric in %, mean ± std over seeds.", "",
              "| model | loss | n | " + " | ".join(f"{m} {'↑' if hib.get(m, True) else '↓'}"
@@ -322,7 +325,8 @@ def render_appendix_group(key: TableKey, rows: list[Row], baseline: str) -> str:
 def _task_title(d: TaskDelta, several: bool) -> str:
     """A matrix row: the table (linked to its section) and model; the baseline's label too when
     one table and model have several baseline recipes."""
-    title = f"[{d.task_key[0]} v{d.task_key[1]} ({d.task_key[2]})](#{anchor(_heading(d.task_key))})"
+    task, version, dataset = d.task_key
+    title = f"[{task} v{version} ({dataset})](#{anchor(table_heading(d.task_key))})"
     return f"{title} · {d.model}" + (f" vs {d.baseline_label}" if several else "")
 
 
@@ -453,7 +457,7 @@ def render(root: Path, baseline: str = "bce", skip_invalid: bool = False,
                 ""]
     for key in groups:
         if key not in kept:
-            parts += [f"## {_heading(key)}", "", *_left_out(key, excluded[key]), ""]
+            parts += [f"## {table_heading(key)}", "", *_left_out(key, excluded[key]), ""]
             continue
         figs = None
         if figures_dir is not None:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from leaderboard.render import REFERENCES, _heading, _protocol, _sorted_rows
+from leaderboard.render import REFERENCES, protocol_line, sorted_rows, table_heading
 from leaderboard.schema import SchemaError
 from leaderboard.stats import seed_interval
 from leaderboard.summary import (
@@ -313,10 +313,10 @@ def _group_section(comparison: TableComparison, excluded: Sequence[Excluded],
     s = slug(key)
     first = comparison.rows[0].first
     primary = first.selection.metric
-    rows = _sorted_rows(comparison.rows, comparison.base, primary)  # the markdown's order
+    rows = sorted_rows(comparison.rows, comparison.base, primary)  # the markdown's order
     models = len({r.model for r in rows})
     parts = [f"<section id='group-{s}' class='group'>",
-             f"<h2>{html.escape(_heading(key))}</h2>",
+             f"<h2>{html.escape(table_heading(key))}</h2>",
              f"<p class='note'>{html.escape(first.task.split.capitalize())} split, "
              f"{first.task.num_examples} examples, {first.task.num_labels} labels; metrics in "
              f"%, mean and sample std (sd) over seeds; Δ: difference to {html.escape(baseline)} "
@@ -338,7 +338,7 @@ def _group_section(comparison: TableComparison, excluded: Sequence[Excluded],
         parts.append(f"<p id='plot-{s}-delta' class='note'>No row has a comparable "
                      f"{html.escape(baseline)} baseline.</p>")
     parts += ["</div></div>", _left_out(excluded),
-              f"<p class='protocol'>{html.escape(_protocol(rows, primary))}</p>", "</section>"]
+              f"<p class='protocol'>{html.escape(protocol_line(rows, primary))}</p>", "</section>"]
     return "\n".join(parts)
 
 
@@ -454,7 +454,7 @@ def build_site(root: Path, baseline: str = "bce", skip_invalid: bool = False) ->
             body.append(_group_section(comparisons[key], excluded, baseline))
         else:  # every row left out: the section only says which and why
             body.append(f"<section id='group-{slug(key)}' class='group'><h2>"
-                        f"{html.escape(_heading(key))}</h2>{_left_out(excluded)}</section>")
+                        f"{html.escape(table_heading(key))}</h2>{_left_out(excluded)}</section>")
     body.append(_skipped(invalid, root))
     runs = sum(len(row.runs) for rows in kept.values() for row in rows)
     return "\n".join([
