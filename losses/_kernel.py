@@ -61,23 +61,15 @@ class PolyParams:
 
 
 def _pow(x: Tensor, g: float, with_lower: bool = False) -> tuple[Tensor | None, Tensor | None]:
-    """(x**g, x**(g-1) if ``with_lower``), None standing for a power of one.
-
-    ``pow`` costs an exp and a log per element; small integer exponents use multiplications.
-    """
+    """(x**g, x**(g-1) if ``with_lower``), None standing for a power of one (g = 0 or 1), in
+    fresh tensors (:func:`_power`, :func:`_lower_power`)."""
     if g == 0:
         return None, None
     if g == 1:
         return x, None
-    if g in (2, 3, 4):
-        sq = x * x
-        lower = {2: x, 3: sq, 4: sq * x if with_lower else None}[g]
-        return (sq.square() if g == 4 else sq * x if g == 3 else sq), lower
     if not with_lower:
-        return x.pow(g), None
-    lower = x.pow(g - 1)
-    if g < 1:
-        lower.masked_fill_(x == 0, 0.0)  # 0^(g-1) is inf; the derivative there is taken as 0
+        return _power(x, g, scratch=False), None
+    lower = _lower_power(x, g)
     return lower * x, lower
 
 
@@ -158,8 +150,9 @@ def _neg_branch(
     return loss, grad
 
 
-def _lower_power(pm: Tensor, g: float, buf: Tensor) -> Tensor:
-    """p_m^(g-1) for g != 1, in ``buf``'s memory for an integer g of 3 to 8.
+def _lower_power(pm: Tensor, g: float, buf: Tensor | None = None) -> Tensor:
+    """p_m^(g-1) for g != 1, by multiplications for an integer g of 3 to 8 (in ``buf``'s
+    memory when given, else in a new tensor).
 
     p_m = 0 below the margin: there 0^(g-1) for g < 1 is inf, and the derivative is taken as 0.
     """
@@ -167,7 +160,7 @@ def _lower_power(pm: Tensor, g: float, buf: Tensor) -> Tensor:
     if k == 1:
         return pm
     if k == int(k) and 2 <= k <= 7:
-        torch.mul(pm, pm, out=buf)
+        buf = torch.mul(pm, pm, out=buf) if buf is not None else pm * pm
         for _ in range(int(k) - 2):
             buf.mul_(pm)
         return buf

@@ -30,12 +30,6 @@ TINY = ["--model", "tiny_mlp", "--task.num_train", "256", "--task.num_dev", "64"
         "--eval_batch_size", "40", "--loss", "asl_adaptive", "--ema_decay", "0.9"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 def _run(out: Path, *args: str) -> list[dict]:
     return run_task.main([*TINY, "--output_dir", str(out), *args])
 

@@ -25,12 +25,6 @@ TINY = ["--model", "tiny_mlp", "--task.num_train", "128", "--task.num_dev", "32"
         "--eval_batch_size", "40"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 def test_job_command_is_one_cell_without_the_launcher_options() -> None:
     argv = [*TINY, "--loss", "bce,asl", "--seed", "0,1", "--launcher", "submitit",
             "--gpus_per_job", "4", "--slurm_partition", "gpu", "--output_dir", "x"]

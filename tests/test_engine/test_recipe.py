@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from torch import nn
@@ -25,12 +24,6 @@ from models import MODELS
 TINY = ["--task.num_train", "64", "--task.num_dev", "32", "--task.num_test", "32",
         "--task.num_labels", "6", "--task.avg_positives", "2", "--task.num_features", "8",
         "--batch_size", "16", "--eval_batch_size", "32", "--loss", "bce"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 class TwoPart(nn.Module):

@@ -25,12 +25,6 @@ TINY = ["--model", "tiny_mlp", "--task.num_train", "256", "--task.num_dev", "64"
         "--eval_batch_size", "40"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 def _run(tmp: Path, *args: str) -> list[dict]:
     return run_task.main([*TINY, "--output_dir", str(tmp), *args])
 

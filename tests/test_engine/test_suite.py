@@ -21,12 +21,6 @@ TINY = {"model": "tiny_mlp", "epochs": 1, "batch_size": 32, "eval_batch_size": 4
                         "avg_positives": 2, "num_features": 8}}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 def _suite(tmp: Path, cells: list[dict]) -> Path:
     cfg = tmp / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({"task": "synthetic", **TINY}))
