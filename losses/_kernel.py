@@ -29,7 +29,11 @@ that nothing is divided by q, which underflows to 0 for large logits.
 
 from __future__ import annotations
 
+import functools
 import math
+import types
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -424,20 +428,109 @@ def _focused(f: Tensor, d_f: Tensor, base: Tensor, d_base: Tensor, g: float,
     return w * f, grad
 
 
+# (atanh(sqrt t) / sqrt t - 1) / t on t in [0, 1/9]: Chebyshev least squares, degree 3
+_ATANH_P = (0.3333331982065897, 0.20003836560969399, 0.14116953026768755, 0.13433926518773434)
+# below this margin the one-division form's product (1 + e) n_r (2 + e) (a + 2 b) >= 4 m^2
+# could underflow float32; such a margin takes the library's log instead
+_MIN_FAST_MARGIN = 1e-9
+
+
+def _log1p_from_s(s: Tensor) -> Tensor:
+    """log1p(u) given s = u / (2 + u) for u in [0, 1] (s in [0, 1/3]): 2 atanh(s).
+
+    Arithmetic that inductor inlines into its loop, unlike ``torch.log1p``/``torch.log``: its
+    CPU loop calls Sleef per vector, and in the family's fused loop each call cost about as
+    much as the rest of the loop (the live vectors are spilled around a call); with two logs,
+    asl compiled measured 0.8x eager BCE at 4096x1000. 2 atanh(s) = 2 s (1 + t P(t)),
+    t = s^2, P of degree 3 (``_ATANH_P``): no range reduction and no cancellation, so tiny u
+    keep their relative precision. Relative error below 2e-7 on every normal float32 u in
+    [0, 1] tested (tests/test_losses/test_compile.py).
+    """
+    t = s * s
+    poly = ((_ATANH_P[3] * t + _ATANH_P[2]) * t + _ATANH_P[1]) * t + _ATANH_P[0]
+    s2 = s + s
+    return s2 + s2 * t * poly
+
+
+def _log1p_unit(e: Tensor) -> Tensor:
+    """log1p(e) for float32 e in [0, 1] by ``_log1p_from_s`` (with its own division)."""
+    return _log1p_from_s(e / (2.0 + e))
+
+
+def _reciprocals(*xs: Tensor) -> list[Tensor]:
+    """1 / x for every x from ONE division (Montgomery's batch inversion: the reciprocal of the
+    product, times the other factors). A division costs several multiplications in a
+    vectorized loop. Each result is within ~3 len(xs) ulp; the caller keeps the product
+    inside float range."""
+    prefix = [xs[0]]
+    for x in xs[1:]:
+        prefix.append(prefix[-1] * x)
+    rest = 1.0 / prefix[-1]  # 1 / (x0 ... xk) for the current k
+    out: list[Tensor] = [rest] * len(xs)
+    for k in range(len(xs) - 1, 0, -1):
+        out[k] = rest * prefix[k - 1]
+        rest = rest * xs[k]
+    out[0] = rest
+    return out
+
+
+def _shifted_q_ratio(z: Tensor, e: Tensor, m: float) -> tuple[Tensor, Tensor]:
+    """(a, b) with a / b = exp(-|z - L|) <= 1, L = log((1 + m) / m), from e = exp(-|z|) without
+    another exp: c e / 1 (z < 0), c / e (0 <= z < L), e / c (z >= L), c = e^-L = m / (1 + m)."""
+    big = math.log1p(m) - math.log(m)
+    c = m / (1.0 + m)
+    below = z < big
+    neg = z < 0
+    a = torch.where(neg, e * c, torch.where(below, c, e))
+    b = torch.where(below, torch.where(neg, 1.0, e), c)
+    return a, b
+
+
+def _neg_log_shifted_q(z: Tensor, soft: Tensor, log1p_shifted: Tensor, m: float) -> Tensor:
+    """-log(q + m), q = sigmoid(-z), m > 0, from soft = log1p(exp(-|z|)) and
+    log1p_shifted = log1p(exp(-|z - L|)), L = log((1 + m) / m) (``_shifted_q_ratio``).
+
+    q + m = (1 + m)(1 + e^(z - L)) / (1 + e^z), so -log(q + m) = softplus(z) - softplus(z - L)
+    - log(1 + m), and the two softplus' linear parts differ by clamp(z, 0, L): no large terms
+    cancel for large |z|. Near q + m = 1 the difference of O(1) terms costs ~2e-7 absolute,
+    less than rounding 1 - p_m to float32 does (tests/test_losses/test_compile.py).
+    """
+    big = math.log1p(m) - math.log(m)
+    return z.clamp(0.0, big) + soft - log1p_shifted - math.log1p(m)
+
+
 def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
-    """Loss and closed-form gradient [N, C] of the family formula from ONE exp and ONE log1p.
+    """Loss and closed-form gradient [N, C] of the family formula from ONE exp.
 
     With e = exp(-|z|): p = sigmoid(z), q = sigmoid(-z) and log p = -(log1p(e) + relu(-z)),
-    log q = -(log1p(e) + relu(z)); only a probability margin (``clip``) needs one more log.
+    log q = -(log1p(e) + relu(z)); a probability margin (``clip``) needs one more log1p. In
+    float32 the log1p's are arithmetic (``_log1p_from_s``) and all quotients of the loop come
+    from one division (``_reciprocals``); float64 keeps the library's functions (exact tests).
     Written without in-place ops for ``torch.compile``, which fuses it into one loop; the eager
     kernel computes the same (tests/test_losses/test_compile.py).
     """
     e = torch.exp(-z.abs())
-    inv = 1.0 / (1.0 + e)
+    one_e = 1.0 + e
     nonneg = z >= 0
+    m = hp.clip
+    fast = z.dtype == torch.float32 and (m == 0 or m >= _MIN_FAST_MARGIN)
+    rec = None  # 1 / ((1 + e) n_r): d(-log(1 - p_m))/dz = pq / (1 - p_m) = e * rec
+    if not fast:
+        inv = 1.0 / one_e
+        soft = torch.log1p(e)
+    elif m > 0:
+        # where p > m, 1 - p_m = q + m = n_r / (1 + e) (check both signs of z)
+        n_r = torch.where(nonneg, e, 1.0) + m * one_e
+        a, b = _shifted_q_ratio(z, e, m)
+        rec, r_two_e, r_ab = _reciprocals(one_e * n_r, 2.0 + e, a + (b + b))
+        inv = n_r * rec
+        soft = _log1p_from_s(e * r_two_e)
+        log1p_shifted = _log1p_from_s(a * r_ab)
+    else:
+        inv, r_two_e = _reciprocals(one_e, 2.0 + e)
+        soft = _log1p_from_s(e * r_two_e)
     p = torch.where(nonneg, inv, e * inv)
     q = torch.where(nonneg, e * inv, inv)
-    soft = torch.log1p(e)
     neg_log_p = soft + torch.relu(-z)  # -log p >= 0
     neg_log_q = soft + torch.relu(z)  # -log q >= 0
     pq = p * q  # dp/dz = -dq/dz
@@ -449,17 +542,20 @@ def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
         d_f_pos = d_f_pos - pq * (hp.a1 + 2 * hp.a2 * q)
     loss_pos, grad_pos = _focused(f_pos, d_f_pos, q, -pq, hp.gamma_pos, hp.detach_focal_weight)
     # negative branch: f- = -log(1 - p_m) + b1 p_m + b0, w- = p_m^g-, p_m = max(p - m, 0)
-    m = hp.clip
     if m > 0:
         above = p > m
         pm = torch.where(above, p - m, 0.0)
-        r = 1.0 - pm  # >= m > 0
-        f_neg = -torch.log(r)
         d_pm = torch.where(above, pq, 0.0)
-        d_f_neg = d_pm / r
+        if rec is None:
+            r = 1.0 - pm  # >= m > 0
+            f_neg, d_f_neg = -torch.log(r), d_pm / r
+        else:
+            f_neg = torch.where(above, _neg_log_shifted_q(z, soft, log1p_shifted, m), 0.0)
+            d_f_neg = torch.where(above, e * rec, 0.0)
     else:
         pm, f_neg, d_pm, d_f_neg = p, neg_log_q, pq, p
-    f_neg, d_f_neg = _eps_cap(f_neg, d_f_neg, hp.eps)
+    if not m >= 2.0 * hp.eps:  # else -log(1 - p_m) <= -log m < -log eps: the cap never binds
+        f_neg, d_f_neg = _eps_cap(f_neg, d_f_neg, hp.eps)
     if hp.b1:
         f_neg = f_neg + hp.b1 * pm
         d_f_neg = d_f_neg + hp.b1 * d_pm
@@ -475,9 +571,10 @@ def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
 class _DensePolyLossFunction(torch.autograd.Function):
     """The closed-form kernel without the sparse-positive indexing, for ``torch.compile``.
 
-    Traced by dynamo, its forward (value and gradient from the same intermediates) becomes one
-    fused loop that reads logits and targets once and writes the gradient once; its backward a
-    scaling of that gradient. Autograd of the plain formula instead compiled to a forward loop
+    Used when the caller's own ``torch.compile`` traces an eager loss (``create_loss(...,
+    compile=True)`` uses ``compiled_poly_caller`` instead). Traced by dynamo, its forward (value
+    and gradient from the same intermediates) becomes one fused loop that reads logits and
+    targets once and writes the gradient once; its backward a scaling of that gradient. Autograd of the plain formula instead compiled to a forward loop
     and a backward loop that both recompute the transcendentals: 0.71x eager BCE-with-logits
     at (1024, 9605) against 0.51x for this form, measured side by side (BENCHMARKS.md).
     """
@@ -497,6 +594,76 @@ class _DensePolyLossFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
         return grad * grad_out, None, None, None
+
+
+def _dense_value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
+                          scale: float) -> tuple[Tensor, Tensor]:
+    """The reduced loss of logits ``scale * z`` and its finished gradient [N, C] with respect to
+    ``z``: the kernel ``compiled_poly_caller`` compiles (one fused loop: ``z`` and targets read
+    once, the gradient written once)."""
+    factor = scale * grad_scale(z, reduction)
+    if not torch.compiler.is_compiling():
+        # dynamo runs it eagerly (past its recompile limit, e.g. asl_adaptive's gamma_neg
+        # changing every step): the eager kernel is the fast eager form
+        loss, grad = _elementwise(z * scale if scale != 1 else z, targets, hp, True, factor)
+        return reduce(loss, reduction), grad
+    loss, grad = _fused_dense(z * scale if scale != 1 else z, targets.to(z.dtype), hp)
+    return reduce(loss, reduction), grad * factor
+
+
+class _CompiledPolyLossFunction(torch.autograd.Function):
+    """An eager ``autograd.Function`` around the compiled kernel (``compiled_poly_caller``).
+
+    Tracing ``_DensePolyLossFunction`` instead compiles its backward too, and that backward
+    (``grad * grad_out``) is a second pass that writes a new [N, C] tensor; here backward
+    hands the kernel's gradient on (``times_grad_out``), as the eager kernel does.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,  # type: ignore[override]
+                scale: float, kernel: Callable[..., tuple[Tensor, Tensor]]) -> Tensor:
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            out, grad = kernel(z, targets, hp, reduction, scale)
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(grad)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return times_grad_out(grad, grad_out), None, None, None, None, None
+
+
+# the compiled kernel of the loss being evaluated (set by compiled_poly_caller's wrapper)
+_COMPILED_KERNEL: ContextVar[Callable[..., tuple[Tensor, Tensor]] | None] = ContextVar(
+    "mllb_compiled_poly_kernel", default=None)
+
+
+def compiled_poly_caller(functional: Callable[..., Tensor],
+                         **compile_kwargs: object) -> Callable[..., Tensor]:
+    """``functional`` (a family loss's functional core) evaluated with a compiled kernel.
+
+    What ``create_loss(name, compile=True)`` uses for the asymmetric family: the functional
+    runs eagerly (input checks, coefficients), and ``poly_loss`` calls ``torch.compile`` of
+    ``_dense_value_and_grad`` inside ``_CompiledPolyLossFunction``. Each caller compiles its
+    own copy of the kernel's code object, because dynamo's cache and recompile limit are per
+    code object: losses compiled in one process do not evict each other.
+    """
+    code = _dense_value_and_grad.__code__.replace()  # a new code object, same bytecode
+    kernel = torch.compile(
+        types.FunctionType(code, _dense_value_and_grad.__globals__, code.co_name),
+        **compile_kwargs)  # type: ignore[call-overload]
+
+    @functools.wraps(functional)
+    def call(*args: object, **kwargs: object) -> Tensor:
+        token = _COMPILED_KERNEL.set(kernel)
+        try:
+            return functional(*args, **kwargs)
+        finally:
+            _COMPILED_KERNEL.reset(token)
+
+    return call
 
 
 def compute_dtype(logits: Tensor) -> torch.dtype:
@@ -526,7 +693,8 @@ def check_inputs(name: str, logits: Tensor, targets: Tensor, reduction: str) -> 
         raise ValueError(f"{name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
-def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, name: str) -> Tensor:
+def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, name: str,
+              scale: float = 1.0) -> Tensor:
     """Evaluate the family formula with coefficients ``hp`` (see the module docstring).
 
     Args:
@@ -535,9 +703,16 @@ def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, n
         hp: the resolved coefficients.
         reduction: "mean" (over N*C), "sum", "batchmean" (sum / N) or "none" ([N, C]).
         name: the loss name, for error messages.
+        scale: the formula is evaluated at ``scale * logits`` (aam: s cos); compiled, the
+            multiplication is inside the fused loop.
     """
     check_inputs(name, logits, targets, reduction)
     z = logits.to(compute_dtype(logits)).contiguous()
-    if torch.compiler.is_compiling():  # create_loss(..., compile=True): let inductor fuse it
+    kernel = _COMPILED_KERNEL.get()
+    if kernel is not None and not torch.compiler.is_compiling():  # create_loss(compile=True)
+        return _CompiledPolyLossFunction.apply(z, targets.detach(), hp, reduction, scale, kernel)
+    if scale != 1:
+        z = z * scale
+    if torch.compiler.is_compiling():  # traced by the caller's torch.compile: let it fuse
         return _DensePolyLossFunction.apply(z, targets.detach(), hp, reduction)
     return _PolyLossFunction.apply(z, targets.detach(), hp, reduction)

@@ -77,8 +77,7 @@ def aam_loss(
         # saves one [N, C] tensor (its gradient) instead of the composition's seven
         hp = PolyParams(gamma_pos=gamma_pos, gamma_neg=gamma_neg, scale_pos=k / s,
                         scale_neg=(1.0 - k) / s, detach_focal_weight=detach_focal_weight)
-        return poly_loss(cos_theta.to(compute_dtype(cos_theta)) * s, targets, hp, reduction,
-                         "aam")
+        return poly_loss(cos_theta, targets, hp, reduction, "aam", scale=s)
     c = cos_theta.to(compute_dtype(cos_theta))
     y = targets.to(c.dtype)
     z_pos = s * (c - m)  # [N, C] logit of the positive side
@@ -110,3 +109,7 @@ class AsymmetricAngularMarginLoss(MultiLabelLoss):
     @classmethod
     def check_hparams(cls, hp: dict[str, Any]) -> None:
         _check_aam(hp["s"], hp["m"], hp["k"], hp["gamma_pos"], hp["gamma_neg"], hp["clip"])
+
+    def runs_poly_kernel(self) -> bool:
+        """Without margin and clip, eq. 1 is the family formula on s * cos (``aam_loss``)."""
+        return self._hparams["m"] == 0 and self._hparams["clip"] == 0

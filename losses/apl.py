@@ -79,6 +79,7 @@ class AsymmetricPolynomialLoss(MultiLabelLoss):
 
     name = "apl"
     functional = staticmethod(apl_loss)
+    poly_family = True
 
     @classmethod
     def check_hparams(cls, hp: dict[str, Any]) -> None:
@@ -134,6 +135,7 @@ class OfficialAsymmetricPolynomialLoss(MultiLabelLoss):
 
     name = "apl_official"
     functional = staticmethod(apl_official_loss)
+    poly_family = True
 
     @classmethod
     def check_hparams(cls, hp: dict[str, Any]) -> None:

@@ -76,6 +76,7 @@ class AsymmetricLoss(MultiLabelLoss):
 
     name = "asl"
     functional = staticmethod(asl_loss)
+    poly_family = True
 
     @classmethod
     def check_hparams(cls, hp: dict[str, Any]) -> None:
@@ -95,6 +96,7 @@ class AdaptiveAsymmetricLoss(MultiLabelLoss):
 
     name = "asl_adaptive"
     functional = staticmethod(asl_loss)
+    poly_family = True
 
     @classmethod
     def default_hparams(cls) -> dict[str, Any]:

@@ -17,10 +17,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from losses._kernel import REDUCTIONS
+from losses._kernel import REDUCTIONS, compiled_poly_caller
 from mllb_core.registry import Registry
 
 LOSSES: Registry[type[MultiLabelLoss]] = Registry("loss", entry_point_group="mllb.losses")
+_CPP_FMA = {"cpp.enable_floating_point_contract_flag": "fast"}
 
 
 class MultiLabelLoss(nn.Module):
@@ -33,6 +34,8 @@ class MultiLabelLoss(nn.Module):
         decomposable: True when the loss is a sum of independent per-element terms, so that the
             mean reduction does not depend on how examples are grouped into batches.
         reductions: the reductions the loss supports.
+        poly_family: True when the functional evaluates the asymmetric family's kernel
+            (``losses/_kernel.py``; see ``runs_poly_kernel``).
     """
 
     functional: ClassVar[Callable[..., Tensor]]
@@ -40,6 +43,7 @@ class MultiLabelLoss(nn.Module):
     decomposable: ClassVar[bool] = True
     reductions: ClassVar[tuple[str, ...]] = REDUCTIONS
     name: ClassVar[str] = ""
+    poly_family: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -106,11 +110,29 @@ class MultiLabelLoss(nn.Module):
         The functional, not ``forward``, is compiled: every loss shares ``forward``'s code
         object, and dynamo's cache per code object would fill up when several losses are
         compiled in one process. Hyper-parameters are Python constants to the compiled code (a
-        new value recompiles). Returns ``self``.
+        new value recompiles). For the asymmetric family (``runs_poly_kernel``) only its
+        kernel is compiled (``losses._kernel.compiled_poly_caller``). With the default
+        inductor backend and no ``mode``, C++ loops may contract multiply-adds into FMAs
+        (``options``; inductor's default is off). Returns ``self``.
         """
-        self.__dict__["_compiled_functional"] = torch.compile(type(self).functional,
-                                                              **compile_kwargs)
+        backend = compile_kwargs.get("backend", "inductor")
+        if backend == "inductor" and "mode" not in compile_kwargs:
+            # fused multiply-add in inductor's C++ loops (its default is off): a polynomial
+            # (the compiled family's logs, losses/_kernel.py) then costs half the instructions;
+            # one rounding instead of two, so values move only in the last bits
+            compile_kwargs["options"] = {**_CPP_FMA, **compile_kwargs.get("options", {})}
+        if self.runs_poly_kernel():
+            compiled = compiled_poly_caller(type(self).functional, **compile_kwargs)
+        else:
+            compiled = torch.compile(type(self).functional, **compile_kwargs)
+        self.__dict__["_compiled_functional"] = compiled
         return self
+
+    def runs_poly_kernel(self) -> bool:
+        """True when this loss, with its hyper-parameters, is evaluated by the asymmetric
+        family's kernel (``losses/_kernel.py``): compiled, only that kernel is compiled and
+        its backward hands the gradient on (``compiled_poly_caller``)."""
+        return self.poly_family
 
     def decision_rule(self) -> dict[str, Any] | None:
         """The decision rule this loss was trained for, or None (the task tunes its own).

@@ -101,6 +101,7 @@ class FocalLoss(MultiLabelLoss):
 
     name = "focal"
     functional = staticmethod(focal_loss)
+    poly_family = True
 
     @classmethod
     def check_hparams(cls, hp: dict[str, Any]) -> None:
@@ -127,6 +128,7 @@ class Poly1Loss(MultiLabelLoss):
 
     name = "poly1"
     functional = staticmethod(poly1_loss)
+    poly_family = True
 
     @classmethod
     def check_hparams(cls, hp: dict[str, Any]) -> None:

@@ -1,13 +1,14 @@
 """The compiled path (``create_loss(..., compile=True)``): the value and gradient of eager.
 
 The eager asymmetric family runs a sparse-positive closed-form kernel (``losses/_kernel.py``);
-compiled, a dense closed form built from one exp and one log1p (``_fused_dense``), checked
-element by element against the eager kernel below and through the compiled loss here; the
-eager kernel itself is checked against the papers' equations written plainly
-(tests/test_losses/test_loss_reference.py). Every loss is
-traced with the ``aot_eager`` backend (dynamo + AOT autograd, the graphs inductor receives,
-without code generation: seconds); asl runs through inductor itself; ``-m slow`` runs every
-loss through inductor. Never timed.
+compiled, a dense closed form from one exp (``_fused_dense``; in float32 its log1p's are
+inlined arithmetic and its quotients come from one division), checked element by element
+against the eager kernel below and through the compiled loss here; the eager kernel itself is
+checked against the papers' equations written plainly (tests/test_losses/test_loss_reference.py).
+Every loss is traced with the ``aot_eager`` backend (dynamo + AOT autograd, the graphs inductor
+receives, without code generation: seconds); asl runs through inductor itself; ``-m slow`` runs
+every loss through inductor. The float32 arithmetic is checked against float64 on sweeps of
+float32 values. Never timed.
 """
 
 from __future__ import annotations
@@ -104,3 +105,110 @@ def test_fused_dense_form_equals_the_eager_kernel(hp: dict) -> None:
     loss1, grad1 = _fused_dense(z, y, params)
     torch.testing.assert_close(loss1, loss0, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(grad1, grad0, rtol=1e-9, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------
+# the compiled path's float32 arithmetic (losses/_kernel.py): inlined log1p, one division
+
+
+def _float32_grid(lo: int, hi: int, step: int = 61) -> torch.Tensor:
+    """Every ``step``-th float32 whose bit pattern lies in [lo, hi]: all binades alike."""
+    bits = torch.arange(lo, hi + 1, step, dtype=torch.int64).to(torch.int32)
+    return bits.view(torch.float32)
+
+
+def test_inlined_log1p_matches_float64_on_float32_sweep() -> None:
+    from losses._kernel import _log1p_unit
+
+    e = _float32_grid(0, 0x3F800000)  # [0, 1]: 17 million values
+    want = torch.log1p(e.double())
+    got = _log1p_unit(e).double()
+    normal = e >= torch.finfo(torch.float32).tiny
+    rel = (got - want).abs()[normal] / want[normal]
+    assert rel.max().item() < 2e-7
+    # subnormal e (|z| > 87): log1p(e) = e, off by at most one subnormal step
+    assert (got - want).abs()[~normal].max().item() <= 2 * 1.4013e-45
+
+
+def test_reciprocals_from_one_division_match_plain_division() -> None:
+    from losses._kernel import _reciprocals
+
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.rand(1000, generator=g) * k + 0.01 for k in (1.0, 3.0, 0.1, 10.0)]
+    for got, x in zip(_reciprocals(*xs), xs, strict=True):
+        torch.testing.assert_close(got.double(), 1.0 / x.double(), rtol=3e-6, atol=0)
+
+
+@pytest.mark.parametrize("m", [0.05, 0.2, 0.49, 1e-4])
+def test_neg_log_shifted_q_matches_float64(m: float) -> None:
+    # -log(q + m) from two inlined log1p's, against float64; the eager kernel's float32
+    # route (-log of 1 - p_m rounded to float32) is the bar it must not fall below
+    from losses._kernel import _log1p_from_s, _neg_log_shifted_q, _shifted_q_ratio
+
+    z = torch.linspace(-100.0, 100.0, 400001)
+    e = torch.exp(-z.abs())
+    a, b = _shifted_q_ratio(z, e, m)
+    got = _neg_log_shifted_q(z, _log1p_from_s(e / (2 + e)), _log1p_from_s(a / (a + 2 * b)), m)
+    zd = z.double()
+    want = -torch.log(torch.sigmoid(-zd) + m)
+    above = torch.sigmoid(zd) > m  # where the kernel uses it
+    err = (got.double() - want).abs()[above]
+    eager_route = (-torch.log((1 - (torch.sigmoid(z) - m)).double()) - want).abs()[above]
+    assert err.max().item() <= max(1.2e-6, eager_route.max().item())
+
+
+FAMILY = ["focal", "poly1", "asl", "apl", "apl_official", "aam"]
+
+
+@pytest.mark.parametrize("name", ["asl"] + [pytest.param(n, marks=pytest.mark.slow)
+                                            for n in FAMILY if n != "asl"])
+def test_compiled_float32_is_as_close_to_float64_as_eager_float32(name: str) -> None:
+    # float32 takes the inlined arithmetic (float64 runs the library's functions, above):
+    # through inductor, on logits wide enough to saturate sigmoid; eager float32 itself is
+    # up to ~2.3e-6 away from float64 on these inputs
+    torch._dynamo.reset()
+    eager = create_loss(name)
+    compiled = create_loss(name, compile=True)
+    for seed, scale in enumerate((1.0, 4.0, 12.0)):
+        z, y = _inputs(name, (64, 97), seed)
+        z = z * scale if name != "aam" else z
+        if seed == 1:
+            y = torch.rand(y.shape, generator=torch.Generator().manual_seed(seed)).double()
+        v64, g64 = _value_and_grad(eager, z, y)
+        v32, g32 = _value_and_grad(compiled, z.float(), y.float())
+        assert abs(v32.item() - v64.item()) <= 3e-6 * abs(v64.item()), (name, scale)
+        assert ((g32.double() - g64).abs().max() / g64.abs().max()).item() < 3e-6, (name, scale)
+
+
+def test_compiled_losses_do_not_share_one_dynamo_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each compiled loss owns a copy of the kernel's code object: ten compiled asl with ten
+    # gamma_neg (more than dynamo's recompile limit of 8 per code object) all stay compiled;
+    # a fallback would reach the eager kernel, which this test makes fail
+    import losses._kernel as kernel
+
+    torch._dynamo.reset()
+    compiled = [create_loss("asl", gamma_neg=1.0 + k).compile_functional(backend="aot_eager")
+                for k in range(10)]
+    z, y = _inputs("asl", (8, 6))
+
+    def no_eager(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a compiled loss ran the eager kernel")
+
+    monkeypatch.setattr(kernel, "_elementwise", no_eager)
+    for loss in compiled:
+        _value_and_grad(loss, z, y)
+
+
+def test_compiled_loss_hands_its_gradient_on() -> None:
+    # create_loss(compile=True): backward returns the kernel's gradient for loss.backward(),
+    # multiplies otherwise (a scaled loss, a retained graph used twice)
+    torch._dynamo.reset()
+    loss = create_loss("asl").compile_functional(backend="aot_eager")
+    z, y = _inputs("asl", (8, 6))
+    _, ref = _value_and_grad(create_loss("asl"), z, y)
+    x = z.clone().requires_grad_(True)
+    out = loss(x, y)
+    out.backward(retain_graph=True)
+    torch.testing.assert_close(x.grad, ref, rtol=1e-12, atol=1e-15)
+    (out * 3.0).backward()
+    torch.testing.assert_close(x.grad, 4 * ref, rtol=1e-12, atol=1e-15)
