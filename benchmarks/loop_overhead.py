@@ -40,17 +40,15 @@ answer): ``AcceleratedOptimizer.step`` calls it twice per step and each call is 
 ``importlib.util.find_spec`` over ``sys.path``. One line per batch size gives that run's median
 and its median per-pair ratio to the bare run: what a fix of that one call would gain.
 
-Then (with ``--breakdown``) one more engine run per batch size, instrumented (it times accelerate's
-per-step wrappers, which run_task calls only with gradient accumulation or an fp16 scaler; otherwise
-it calls the optimizer and scheduler directly, so the pieces read 0): timers are put around the per-
-step extras of run_task's loop (``instrumented_pieces`` lists them; they are removed afterwards, so
-the timed runs above are untouched) and a second table gives each piece's microseconds per optimizer
-step, their sum in % of the bare step, and the measured overhead per step for comparison. The extras
-are timed in place because that is what they cost in the loop: timed alone in a tight loop (warm
-caches), accelerate's ``is_lomo_available()`` takes a fraction of its in-loop time. Not timed: the
-non-finite check and the running-loss ``.item()`` (CPU tensors), ``accelerator.backward``'s wrapper
-and tqdm's per-item iteration; they, the timer calls and any indirect cost of the extras are in the
-difference to the measured overhead.
+Then (with ``--breakdown``) one more engine run per batch size, instrumented: timers are put
+around the per-step extras of run_task's loop that the bare loop lacks (``instrumented_pieces``
+lists them: the OneCycle scheduler's step, the prepared DataLoader's per-batch work, tqdm's
+postfix; they are removed afterwards, so the timed runs above are untouched) and a second table
+gives each piece's microseconds per optimizer step, their sum in % of the bare step, and the
+measured overhead per step for comparison. The extras are timed in place because that is what
+they cost in the loop (caches as cold as the loop leaves them). Not timed: the non-finite check
+and the running-loss ``.item()`` (CPU tensors) and tqdm's per-item iteration; they, the timer
+calls and any indirect cost of the extras are in the difference to the measured overhead.
 
 Benchmarks are not tests: nothing is asserted and the exit status is 0. run_task's own console
 output (per-epoch lines, results table) is suppressed; its tqdm bar still goes to stderr as in a
@@ -84,10 +82,8 @@ from typing import Any
 import accelerate
 import accelerate.data_loader as acc_data_loader
 import accelerate.optimizer as acc_optimizer
-import accelerate.scheduler as acc_scheduler
 import torch
 import tqdm.std as tqdm_std
-from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -287,28 +283,6 @@ class _Timers:
         return 1e6 * self.seconds.get(key, 0.0) / max(self.calls.get(key, 0), 1)
 
 
-class _TimedContext:
-    """A context manager whose ``__enter__`` and ``__exit__`` are timed under one key."""
-
-    def __init__(self, inner: contextlib.AbstractContextManager[Any], timers: _Timers,
-                 key: str) -> None:
-        self.inner, self.timers, self.key, self.spent = inner, timers, key, 0.0
-
-    def __enter__(self) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return self.inner.__enter__()
-        finally:
-            self.spent = time.perf_counter() - t0
-
-    def __exit__(self, *exc: Any) -> bool | None:
-        t0 = time.perf_counter()
-        try:
-            return self.inner.__exit__(*exc)
-        finally:
-            self.timers.add(self.key, self.spent + time.perf_counter() - t0)
-
-
 _MISSING = object()
 
 
@@ -331,12 +305,7 @@ def _patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
 
 # name of a timed piece -> its calls per optimizer step in run_task's loop
 PIECES: dict[str, tuple[str, int]] = {
-    "lomo": ("accelerate `is_lomo_available()` x2 (in `AcceleratedOptimizer.step`)", 2),
-    "opt_wrapper": ("rest of `AcceleratedOptimizer.step` (its checks, the LR scheduler's step "
-                    "counter)", 1),
-    "zero_wrapper": ("`AcceleratedOptimizer.zero_grad` wrapper (`inspect.signature`)", 1),
-    "sched": ("`scheduler.step()` (AcceleratedScheduler + OneCycleLR)", 1),
-    "accumulate": ("`accelerator.accumulate` enter + exit", 1),
+    "sched": ("`scheduler.step()` (OneCycleLR, called directly)", 1),
     "dl": ("prepared DataLoader: `send_to_device` + `_update_state_dict`", 1),
     "postfix": ("tqdm `set_postfix`", 1),
 }
@@ -347,35 +316,17 @@ def instrumented_pieces(batch_size: int, epochs: int,
     """One extra engine run with timers around run_task's per-step extras: us per step of each.
 
     The timers wrap, only during this run (they are removed afterwards; the timed runs above
-    are untouched): accelerate's ``is_lomo_available`` (as ``accelerate.optimizer`` calls it),
-    ``AcceleratedOptimizer.step`` / ``.zero_grad`` and the ``AdamW.step`` / ``.zero_grad`` they
-    call (wrapper cost = outer - inner - is_lomo_available), ``AcceleratedScheduler.step``,
-    ``Accelerator.accumulate``, the prepared DataLoader's per-batch ``send_to_device`` and
-    ``_update_state_dict`` and tqdm's ``set_postfix``. Costs are means per call (the DataLoader
-    pieces also run for the dev / test batches) times the calls per step, measured inside the
-    loop, so with the caches as cold as the loop leaves them.
+    are untouched): the OneCycle scheduler's ``step`` (run_task calls the scheduler itself
+    unless it needs accelerate's wrappers: gradient accumulation, an fp16 scaler, DeepSpeed),
+    the prepared DataLoader's per-batch ``send_to_device`` and ``_update_state_dict`` and
+    tqdm's ``set_postfix``. Costs are means per call (the DataLoader pieces also run for the
+    dev / test batches) times the calls per step, measured inside the loop, so with the caches
+    as cold as the loop leaves them.
     """
     timers = _Timers()
-    adamw = torch.optim.AdamW
-    adamw_step = adamw.step
-    wrapped_adamw_step = timers.wrap("adamw_step", adamw_step)
-    wrapped_adamw_step.hooked = True  # type: ignore[attr-defined]  # torch's profile hook is inside
-    orig_accumulate = Accelerator.accumulate
-
-    def accumulate(self: Accelerator, *models: torch.nn.Module) -> _TimedContext:
-        return _TimedContext(orig_accumulate(self, *models), timers, "accumulate")
-
+    one_cycle = torch.optim.lr_scheduler.OneCycleLR
     patches = [
-        (acc_optimizer, "is_lomo_available", timers.wrap("lomo", acc_optimizer.is_lomo_available)),
-        (acc_optimizer.AcceleratedOptimizer, "step",
-         timers.wrap("opt_step", acc_optimizer.AcceleratedOptimizer.step)),
-        (acc_optimizer.AcceleratedOptimizer, "zero_grad",
-         timers.wrap("opt_zero", acc_optimizer.AcceleratedOptimizer.zero_grad)),
-        (adamw, "step", wrapped_adamw_step),
-        (adamw, "zero_grad", timers.wrap("adamw_zero", adamw.zero_grad)),
-        (acc_scheduler.AcceleratedScheduler, "step",
-         timers.wrap("sched", acc_scheduler.AcceleratedScheduler.step)),
-        (Accelerator, "accumulate", accumulate),
+        (one_cycle, "step", timers.wrap("sched", one_cycle.step)),
         (acc_data_loader, "send_to_device", timers.wrap("send", acc_data_loader.send_to_device)),
         (acc_data_loader.DataLoaderShard, "_update_state_dict",
          timers.wrap("state", acc_data_loader.DataLoaderShard._update_state_dict)),
@@ -384,11 +335,7 @@ def instrumented_pieces(batch_size: int, epochs: int,
     with _patched(patches):
         engine_epoch_s(batch_size, epochs, task_kwargs)
     us = timers.mean_us
-    return {"lomo": 2 * us("lomo"),
-            "opt_wrapper": us("opt_step") - us("adamw_step") - 2 * us("lomo"),
-            "zero_wrapper": us("opt_zero") - us("adamw_zero"),
-            "sched": us("sched"), "accumulate": us("accumulate"),
-            "dl": us("send") + us("state"), "postfix": us("postfix")}
+    return {"sched": us("sched"), "dl": us("send") + us("state"), "postfix": us("postfix")}
 
 
 def report_pieces(pieces: dict[int, dict[str, float]], rows: list[Row],
