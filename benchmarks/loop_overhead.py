@@ -91,6 +91,7 @@ if str(REPO) not in sys.path:  # run_task.py is a script at the repository root,
     sys.path.insert(0, str(REPO))
 
 import run_task  # noqa: E402
+from engine.recipe import TabulatedOneCycleLR  # noqa: E402
 from losses import create_loss  # noqa: E402
 from mllb_core.runconfig import RunConfig  # noqa: E402
 from models import create_model  # noqa: E402
@@ -305,7 +306,7 @@ def _patched(patches: list[tuple[Any, str, Any]]) -> Iterator[None]:
 
 # name of a timed piece -> its calls per optimizer step in run_task's loop
 PIECES: dict[str, tuple[str, int]] = {
-    "sched": ("`scheduler.step()` (OneCycleLR, called directly)", 1),
+    "sched": ("`scheduler.step()` (OneCycle, tabulated, called directly)", 1),
     "dl": ("prepared DataLoader: `send_to_device` + `_update_state_dict`", 1),
     "postfix": ("tqdm `set_postfix`", 1),
 }
@@ -316,7 +317,8 @@ def instrumented_pieces(batch_size: int, epochs: int,
     """One extra engine run with timers around run_task's per-step extras: us per step of each.
 
     The timers wrap, only during this run (they are removed afterwards; the timed runs above
-    are untouched): the OneCycle scheduler's ``step`` (run_task calls the scheduler itself
+    are untouched): the OneCycle scheduler's ``step`` (``engine.recipe.TabulatedOneCycleLR``;
+    run_task calls the scheduler itself
     unless it needs accelerate's wrappers: gradient accumulation, an fp16 scaler, DeepSpeed),
     the prepared DataLoader's per-batch ``send_to_device`` and ``_update_state_dict`` and
     tqdm's ``set_postfix``. Costs are means per call (the DataLoader pieces also run for the
@@ -324,7 +326,7 @@ def instrumented_pieces(batch_size: int, epochs: int,
     as cold as the loop leaves them.
     """
     timers = _Timers()
-    one_cycle = torch.optim.lr_scheduler.OneCycleLR
+    one_cycle = TabulatedOneCycleLR  # what make_scheduler returns for the default onecycle
     patches = [
         (one_cycle, "step", timers.wrap("sched", one_cycle.step)),
         (acc_data_loader, "send_to_device", timers.wrap("send", acc_data_loader.send_to_device)),

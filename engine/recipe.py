@@ -39,6 +39,69 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimi
         groups, lr=cfg.lr, weight_decay=wd, eps=cfg.adam_eps, betas=(0.9, cfg.adam_beta2))
 
 
+class TabulatedOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
+    """torch's ``OneCycleLR`` whose per-step values are computed once, at construction.
+
+    ``OneCycleLR.step()`` costs ~25 us a step inside a training loop (pure Python: warnings
+    checks, a context manager, the phase search and two cosines per group), 1.4% of a step of
+    the synthetic task at batch 32 (``benchmarks/loop_overhead.py --breakdown``). Here the
+    learning rates and momenta of every step come from ``OneCycleLR.get_lr`` itself, run for
+    step 0..total at construction (~10 us a step, once), and ``step()`` assigns them: the same
+    floats (tests/test_engine/test_recipe.py compares every step with ``OneCycleLR``).
+    Everything else is ``OneCycleLR``'s: the first step (its warnings), ``step(epoch)``, a step
+    past ``total_steps`` (its error), ``state_dict`` (the table is left out: it follows from
+    the constructor's arguments) and ``load_state_dict``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, **kwargs: Any) -> None:
+        super().__init__(optimizer, **kwargs)
+        groups = optimizer.param_groups
+        keys = ("lr", "betas", "momentum")
+        saved = [{k: g[k] for k in keys if k in g} for g in groups]
+        epoch = self.last_epoch
+        flag = getattr(self, "_get_lr_called_within_step", False)
+        self._get_lr_called_within_step = True  # what LRScheduler.step sets around get_lr
+        self._table: list[tuple[list[float], list[Any]]] = []
+        try:
+            for step in range(self.total_steps + 1):
+                self.last_epoch = step
+                lrs = self.get_lr()  # sets the groups' momentum when cycle_momentum
+                self._table.append(([float(lr) for lr in lrs],
+                                    [g.get("betas", g.get("momentum")) for g in groups]))
+        finally:
+            self.last_epoch, self._get_lr_called_within_step = epoch, flag
+            for g, values in zip(groups, saved, strict=True):
+                g.update(values)
+
+    def step(self, epoch: int | None = None) -> None:
+        """``OneCycleLR.step()`` with the values looked up (see the class docstring)."""
+        nxt = self.last_epoch + 1
+        table = self.__dict__.get("_table")  # None in the step LRScheduler.__init__ takes
+        if epoch is not None or table is None or self._step_count == 1 or nxt >= len(table):
+            super().step(epoch)
+            return
+        self._step_count += 1
+        self.last_epoch = nxt
+        lrs, momenta = table[nxt]
+        for group, lr, momentum in zip(self.optimizer.param_groups, lrs, momenta, strict=True):
+            group["lr"] = lr
+            if self.cycle_momentum:
+                group["betas" if self.use_beta1 else "momentum"] = momentum
+        self._last_lr = list(lrs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """``OneCycleLR.state_dict()`` without the table."""
+        state = super().state_dict()
+        state.pop("_table", None)
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """``OneCycleLR.load_state_dict`` keeping this instance's table."""
+        table = self._table
+        super().load_state_dict(state_dict)
+        self._table = table
+
+
 def make_scheduler(cfg: RunConfig, opt: torch.optim.Optimizer, total: int
                    ) -> torch.optim.lr_scheduler.LRScheduler:
     """OneCycle, warm-up then cosine / linear decay / constant, or StepLR, over ``total`` steps.
@@ -52,7 +115,7 @@ def make_scheduler(cfg: RunConfig, opt: torch.optim.Optimizer, total: int
         pct = max(cfg.warmup_ratio, 1e-3)
         if math.isclose(pct * total, 1.0):  # OneCycleLR divides by pct_start * total - 1
             pct = min(1.5 / total, 0.75)
-        return torch.optim.lr_scheduler.OneCycleLR(
+        return TabulatedOneCycleLR(
             opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=pct)
     if cfg.scheduler == "step":
         per_epoch = max(1, total // cfg.epochs)
@@ -100,7 +163,11 @@ def prepare(cell: Cell, acc: Accelerator) -> Prepared:
                           num_workers=cfg.num_workers) for s in ("train", "dev", "test")]
     opt = make_optimizer(cfg, model)
     sched = make_scheduler(cfg, opt, cfg.epochs * math.ceil(len(loaders[0]) / cfg.grad_accum))
-    model, opt, sched, *dls = acc.prepare(model, opt, sched, *loaders)
+    # batches are collated on the CPU: on a CPU run, accelerate's per-batch send_to_device is a
+    # walk over the batch that moves nothing (~15 us a step, benchmarks/loop_overhead.py)
+    on_device = acc.device.type != "cpu"
+    model, opt, sched, *dls = acc.prepare(model, opt, sched, *loaders,
+                                          device_placement=[None] * 3 + [on_device] * 3)
     ema = timm_ema(acc.unwrap_model(model), cfg.ema_decay) if cfg.ema_decay else None
     extras = {"loss": cell.loss_fn, **({"ema": ema} if ema else {})}
     return Prepared(model, opt, sched, *dls, ema, extras, len(loaders[2].dataset), n_params)

@@ -574,9 +574,10 @@ class _DensePolyLossFunction(torch.autograd.Function):
     Used when the caller's own ``torch.compile`` traces an eager loss (``create_loss(...,
     compile=True)`` uses ``compiled_poly_caller`` instead). Traced by dynamo, its forward (value
     and gradient from the same intermediates) becomes one fused loop that reads logits and
-    targets once and writes the gradient once; its backward a scaling of that gradient. Autograd of the plain formula instead compiled to a forward loop
-    and a backward loop that both recompute the transcendentals: 0.71x eager BCE-with-logits
-    at (1024, 9605) against 0.51x for this form, measured side by side (BENCHMARKS.md).
+    targets once and writes the gradient once; its backward a scaling of that gradient.
+    Autograd of the plain formula instead compiled to a forward loop and a backward loop that
+    both recompute the transcendentals: 0.71x eager BCE-with-logits at (1024, 9605) against
+    0.51x for this form, measured side by side (BENCHMARKS.md).
     """
 
     @staticmethod

@@ -139,3 +139,65 @@ def test_a_declared_rule_the_task_cannot_apply_stops_before_training(tmp_path: P
     finally:
         LOSSES._items.pop("declares_rule")
     assert not list(tmp_path.rglob("*.json"))
+
+
+def _one_cycle_pair(optimizer: str, cycle_momentum: bool, total: int):
+    """(ours, its optimizer, torch's OneCycleLR, its optimizer) on identical two-group setups."""
+    from engine.recipe import TabulatedOneCycleLR
+
+    def setup(cls):
+        params = [nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(3))]
+        groups = [{"params": [params[0]], "lr": 0.1}, {"params": [params[1]], "lr": 0.5}]
+        opt = (torch.optim.AdamW(groups, lr=0.1) if optimizer == "adamw"
+               else torch.optim.SGD(groups, lr=0.1, momentum=0.9))
+        sched = cls(opt, max_lr=[0.1, 0.5], total_steps=total, pct_start=0.3,
+                    cycle_momentum=cycle_momentum)
+        return opt, sched
+
+    opt, sched = setup(TabulatedOneCycleLR)
+    ref_opt, ref = setup(torch.optim.lr_scheduler.OneCycleLR)
+    return sched, opt, ref, ref_opt
+
+
+def _same_groups(opt: torch.optim.Optimizer, ref_opt: torch.optim.Optimizer) -> None:
+    for g, r in zip(opt.param_groups, ref_opt.param_groups, strict=True):
+        for key in ("lr", "betas", "momentum"):
+            assert g.get(key) == r.get(key), key  # the same floats, not approximately
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+@pytest.mark.parametrize("cycle_momentum", [True, False])
+def test_tabulated_one_cycle_sets_torchs_values_at_every_step(optimizer: str,
+                                                              cycle_momentum: bool) -> None:
+    total = 37
+    sched, opt, ref, ref_opt = _one_cycle_pair(optimizer, cycle_momentum, total)
+    _same_groups(opt, ref_opt)
+    for _ in range(total):
+        opt.step()
+        ref_opt.step()
+        sched.step()
+        ref.step()
+        _same_groups(opt, ref_opt)
+        assert sched.get_last_lr() == ref.get_last_lr()
+        assert sched.last_epoch == ref.last_epoch
+    with pytest.raises(ValueError, match="Tried to step"):  # one step past total_steps
+        sched.step()
+
+
+def test_tabulated_one_cycle_resumes_from_its_state_dict() -> None:
+    sched, opt, _, _ = _one_cycle_pair("adamw", True, 20)
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    assert "_table" not in state
+    resumed, opt2, _, _ = _one_cycle_pair("adamw", True, 20)
+    resumed.load_state_dict(state)
+    opt2.load_state_dict(opt.state_dict())
+    for _ in range(10):
+        opt.step()
+        opt2.step()
+        sched.step()
+        resumed.step()
+        _same_groups(opt2, opt)
+        assert resumed.get_last_lr() == sched.get_last_lr()
