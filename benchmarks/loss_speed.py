@@ -521,9 +521,9 @@ def shape_table(n: int, c: int, repeats: int, results: list[Result]) -> str:
         of_medians, per_rep = ratios(res, ref)
         to_floor = ratios(res, floor)[1]
         first = f"{res.first_call_s:.1f}" if res.first_call_s is not None else ""
-        # a compiled graph saves its tensors inside the compiled code: hooks do not see them
-        saved = ("n/a", "n/a") if res.first_call_s is not None else (
-            fmt_saved(res), f"{res.saved_bytes / MIB:.2f}")
+        # compiled rows too: their kernel runs inside an eager autograd.Function, whose one
+        # saved tensor (the gradient) the hooks see
+        saved = (fmt_saved(res), f"{res.saved_bytes / MIB:.2f}")
         lines.append(
             f"| {res.label} | {statistics.median(res.times) * 1e3:.3f} | {of_medians:.2f}x "
             f"| {per_rep:.2f}x | {to_floor:.1f}x | {saved[0]} | {saved[1]} "

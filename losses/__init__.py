@@ -48,12 +48,13 @@ def create_loss(name: str, *, preset: str | None = None, compile: bool = False,
         name: a registered loss name (``list_losses()``).
         preset: optional published hyper-parameter set (``preset_names()``) for this loss;
             explicit ``kwargs`` override its values.
-        compile: compile the loss's functional core with ``torch.compile`` (default inductor
-            backend; ``MultiLabelLoss.compile_functional``): the asymmetric family then runs
-            its plain elementwise formula, which inductor fuses into one forward and one
-            backward loop (see
-            ``losses/_kernel.py``); the first call of each input shape pays the compilation.
-            Same value and gradient as eager to 1e-6 relative.
+        compile: compile with ``torch.compile`` (default inductor backend;
+            ``MultiLabelLoss.compile_functional``): the functional core, or for the
+            asymmetric family its kernel only, a closed-form value and gradient that inductor
+            fuses into one loop, handed on by an eager backward (``losses/_kernel.py``,
+            ``compiled_poly_caller``); the first call of each input shape pays the
+            compilation. Same value and gradient as eager to 1e-6 relative (float64); in
+            float32 as close to float64 as eager float32 is.
         **kwargs: hyper-parameters of the loss.
 
     Raises:

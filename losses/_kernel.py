@@ -25,6 +25,11 @@ and constant factors ride on products computed anyway (``benchmarks/loss_speed.p
 Numerics: logs come from ``logsigmoid`` (never ``log(sigmoid(z).clamp(eps))``); ``1 - p_m`` is at
 least ``m``; when ``m == 0`` the negative gradient uses the simplified form p^(g-+1)(1 + b1 q) so
 that nothing is divided by q, which underflows to 0 for large logits.
+
+Compiled (``create_loss(..., compile=True)``): ``compiled_poly_caller`` compiles only the dense
+closed form (``_fused_dense``: one exp; in float32 the log1p's are inlined arithmetic and every
+quotient comes from one division), inside an eager ``autograd.Function`` whose backward hands
+the gradient on like the eager kernel's.
 """
 
 from __future__ import annotations
@@ -543,13 +548,20 @@ def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
     loss_pos, grad_pos = _focused(f_pos, d_f_pos, q, -pq, hp.gamma_pos, hp.detach_focal_weight)
     # negative branch: f- = -log(1 - p_m) + b1 p_m + b0, w- = p_m^g-, p_m = max(p - m, 0)
     if m > 0:
-        above = p > m
-        pm = torch.where(above, p - m, 0.0)
-        d_pm = torch.where(above, pq, 0.0)
+        pm = torch.relu(p - m)
         if rec is None:
+            above = p > m
+            d_pm = torch.where(above, pq, 0.0)
             r = 1.0 - pm  # >= m > 0
             f_neg, d_f_neg = -torch.log(r), d_pm / r
+        elif hp.gamma_neg > 1:
+            # where p <= m the weight p_m^g- and its derivative's p_m^(g- - 1) are 0, so the
+            # unmasked (finite) terms there multiply to 0: no masks needed
+            d_pm, d_f_neg = pq, e * rec
+            f_neg = _neg_log_shifted_q(z, soft, log1p_shifted, m)
         else:
+            above = p > m
+            d_pm = torch.where(above, pq, 0.0)
             f_neg = torch.where(above, _neg_log_shifted_q(z, soft, log1p_shifted, m), 0.0)
             d_f_neg = torch.where(above, e * rec, 0.0)
     else:
