@@ -621,7 +621,7 @@ def _dense_value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction:
         loss, grad = _elementwise(z * scale if scale != 1 else z, targets, hp, True, factor)
         return reduce(loss, reduction), grad
     loss, grad = _fused_dense(z * scale if scale != 1 else z, targets.to(z.dtype), hp)
-    return reduce(loss, reduction), grad * factor
+    return reduce(loss, reduction), grad * factor if factor != 1 else grad
 
 
 class _CompiledPolyLossFunction(torch.autograd.Function):
