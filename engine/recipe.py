@@ -46,28 +46,37 @@ class TabulatedOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):
     checks, a context manager, the phase search and two cosines per group), 1.4% of a step of
     the synthetic task at batch 32 (``benchmarks/loop_overhead.py --breakdown``). Here the
     learning rates and momenta of every step come from ``OneCycleLR.get_lr`` itself, run for
-    step 0..total at construction (~10 us a step, once), and ``step()`` assigns them: the same
-    floats (tests/test_engine/test_recipe.py compares every step with ``OneCycleLR``).
+    step 0..total at construction (~7 us a step, once; up to ``max_tabulated_steps``), and
+    ``step()`` assigns them: the same floats (tests/test_engine/test_recipe.py compares every
+    step with ``OneCycleLR``).
     Everything else is ``OneCycleLR``'s: the first step (its warnings), ``step(epoch)``, a step
     past ``total_steps`` (its error), ``state_dict`` (the table is left out: it follows from
     the constructor's arguments) and ``load_state_dict``.
     """
 
+    # 100k steps of two groups: 0.7 s and ~37 MB to build, measured; longer schedules step as
+    # torch's does
+    max_tabulated_steps = 100_000
+
     def __init__(self, optimizer: torch.optim.Optimizer, **kwargs: Any) -> None:
         super().__init__(optimizer, **kwargs)
+        if self.total_steps > self.max_tabulated_steps:
+            return
         groups = optimizer.param_groups
         keys = ("lr", "betas", "momentum")
         saved = [{k: g[k] for k in keys if k in g} for g in groups]
         epoch = self.last_epoch
         flag = getattr(self, "_get_lr_called_within_step", False)
         self._get_lr_called_within_step = True  # what LRScheduler.step sets around get_lr
-        self._table: list[tuple[list[float], list[Any]]] = []
+        # tuples of floats: the garbage collector stops tracking them (a long run's table
+        # then adds nothing to its scans); lists it would scan at every full collection
+        self._table: list[tuple[tuple[float, ...], tuple[Any, ...]]] = []
         try:
             for step in range(self.total_steps + 1):
                 self.last_epoch = step
                 lrs = self.get_lr()  # sets the groups' momentum when cycle_momentum
-                self._table.append(([float(lr) for lr in lrs],
-                                    [g.get("betas", g.get("momentum")) for g in groups]))
+                self._table.append((tuple(float(lr) for lr in lrs),
+                                    tuple(g.get("betas", g.get("momentum")) for g in groups)))
         finally:
             self.last_epoch, self._get_lr_called_within_step = epoch, flag
             for g, values in zip(groups, saved, strict=True):

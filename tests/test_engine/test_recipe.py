@@ -201,3 +201,18 @@ def test_tabulated_one_cycle_resumes_from_its_state_dict() -> None:
         resumed.step()
         _same_groups(opt2, opt)
         assert resumed.get_last_lr() == sched.get_last_lr()
+
+
+def test_tabulated_one_cycle_beyond_its_limit_steps_as_torch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.recipe import TabulatedOneCycleLR
+
+    monkeypatch.setattr(TabulatedOneCycleLR, "max_tabulated_steps", 10)
+    sched, opt, ref, ref_opt = _one_cycle_pair("adamw", True, 37)
+    assert "_table" not in sched.__dict__
+    for _ in range(37):
+        opt.step()
+        ref_opt.step()
+        sched.step()
+        ref.step()
+        _same_groups(opt, ref_opt)
