@@ -457,11 +457,6 @@ def _log1p_from_s(s: Tensor) -> Tensor:
     return s2 + s2 * t * poly
 
 
-def _log1p_unit(e: Tensor) -> Tensor:
-    """log1p(e) for float32 e in [0, 1] by ``_log1p_from_s`` (with its own division)."""
-    return _log1p_from_s(e / (2.0 + e))
-
-
 def _reciprocals(*xs: Tensor) -> list[Tensor]:
     """1 / x for every x from ONE division (Montgomery's batch inversion: the reciprocal of the
     product, times the other factors). A division costs several multiplications in a
@@ -479,10 +474,15 @@ def _reciprocals(*xs: Tensor) -> list[Tensor]:
     return out
 
 
+def _margin_shift(m: float) -> float:
+    """L = log((1 + m) / m): q + m = (1 + m)(1 + e^(z - L)) / (1 + e^z) (``_neg_log_shifted_q``)."""
+    return math.log1p(m) - math.log(m)
+
+
 def _shifted_q_ratio(z: Tensor, e: Tensor, m: float) -> tuple[Tensor, Tensor]:
-    """(a, b) with a / b = exp(-|z - L|) <= 1, L = log((1 + m) / m), from e = exp(-|z|) without
-    another exp: c e / 1 (z < 0), c / e (0 <= z < L), e / c (z >= L), c = e^-L = m / (1 + m)."""
-    big = math.log1p(m) - math.log(m)
+    """(a, b) with a / b = exp(-|z - L|) <= 1, L = ``_margin_shift(m)``, from e = exp(-|z|)
+    without another exp: c e / 1 (z < 0), c / e (0 <= z < L), e / c (z >= L), c = e^-L."""
+    big = _margin_shift(m)
     c = m / (1.0 + m)
     below = z < big
     neg = z < 0
@@ -501,8 +501,7 @@ def _neg_log_shifted_q(z: Tensor, soft: Tensor, log1p_shifted: Tensor, m: float)
     m = 0.05), never more than rounding 1 - p_m to float32 does (the eager route;
     tests/test_losses/test_compile.py).
     """
-    big = math.log1p(m) - math.log(m)
-    return z.clamp(0.0, big) + soft - log1p_shifted - math.log1p(m)
+    return z.clamp(0.0, _margin_shift(m)) + soft - log1p_shifted - math.log1p(m)
 
 
 def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
@@ -550,12 +549,7 @@ def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
     # negative branch: f- = -log(1 - p_m) + b1 p_m + b0, w- = p_m^g-, p_m = max(p - m, 0)
     if m > 0:
         pm = torch.relu(p - m)
-        if rec is None:
-            above = p > m
-            d_pm = torch.where(above, pq, 0.0)
-            r = 1.0 - pm  # >= m > 0
-            f_neg, d_f_neg = -torch.log(r), d_pm / r
-        elif hp.gamma_neg > 1:
+        if rec is not None and hp.gamma_neg > 1:
             # where p <= m the weight p_m^g- and its derivative's p_m^(g- - 1) are 0, so the
             # unmasked (finite) terms there multiply to 0: no masks needed
             d_pm, d_f_neg = pq, e * rec
@@ -563,8 +557,12 @@ def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
         else:
             above = p > m
             d_pm = torch.where(above, pq, 0.0)
-            f_neg = torch.where(above, _neg_log_shifted_q(z, soft, log1p_shifted, m), 0.0)
-            d_f_neg = torch.where(above, e * rec, 0.0)
+            if rec is None:
+                r = 1.0 - pm  # >= m > 0
+                f_neg, d_f_neg = -torch.log(r), d_pm / r
+            else:
+                f_neg = torch.where(above, _neg_log_shifted_q(z, soft, log1p_shifted, m), 0.0)
+                d_f_neg = torch.where(above, e * rec, 0.0)
     else:
         pm, f_neg, d_pm, d_f_neg = p, neg_log_q, pq, p
     if not m >= 2.0 * hp.eps:  # else -log(1 - p_m) <= -log m < -log eps: the cap never binds
@@ -581,6 +579,22 @@ def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
     return loss, grad
 
 
+def _dense_value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
+                          scale: float) -> tuple[Tensor, Tensor]:
+    """The reduced loss of logits ``scale * z`` and its finished gradient [N, C] with respect to
+    ``z``: the kernel ``compiled_poly_caller`` compiles (one fused loop: ``z`` and targets read
+    once, the gradient written once)."""
+    factor = scale * grad_scale(z, reduction)
+    zs = z * scale if scale != 1 else z
+    if not torch.compiler.is_compiling():
+        # dynamo runs it eagerly (past its recompile limit, e.g. asl_adaptive's gamma_neg
+        # changing every step): the eager kernel is the fast eager form
+        loss, grad = _elementwise(zs, targets, hp, True, factor)
+        return reduce(loss, reduction), grad
+    loss, grad = _fused_dense(zs, targets.to(z.dtype), hp)
+    return reduce(loss, reduction), grad * factor if factor != 1 else grad
+
+
 class _DensePolyLossFunction(torch.autograd.Function):
     """The closed-form kernel without the sparse-positive indexing, for ``torch.compile``.
 
@@ -595,34 +609,14 @@ class _DensePolyLossFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: Tensor, targets: Tensor, hp: PolyParams, reduction: str) -> Tensor:  # type: ignore[override]
-        loss, grad = _fused_dense(z, targets.to(z.dtype), hp)
-        if reduction == "mean":
-            grad = grad / z.numel()
-        elif reduction == "batchmean":
-            grad = grad / z.shape[0]
+        out, grad = _dense_value_and_grad(z, targets, hp, reduction, 1.0)  # traced: dense
         ctx.save_for_backward(grad)
-        ctx.reduction = reduction
-        return reduce(loss, reduction)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
         return grad * grad_out, None, None, None
-
-
-def _dense_value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
-                          scale: float) -> tuple[Tensor, Tensor]:
-    """The reduced loss of logits ``scale * z`` and its finished gradient [N, C] with respect to
-    ``z``: the kernel ``compiled_poly_caller`` compiles (one fused loop: ``z`` and targets read
-    once, the gradient written once)."""
-    factor = scale * grad_scale(z, reduction)
-    if not torch.compiler.is_compiling():
-        # dynamo runs it eagerly (past its recompile limit, e.g. asl_adaptive's gamma_neg
-        # changing every step): the eager kernel is the fast eager form
-        loss, grad = _elementwise(z * scale if scale != 1 else z, targets, hp, True, factor)
-        return reduce(loss, reduction), grad
-    loss, grad = _fused_dense(z * scale if scale != 1 else z, targets.to(z.dtype), hp)
-    return reduce(loss, reduction), grad * factor if factor != 1 else grad
 
 
 class _CompiledPolyLossFunction(torch.autograd.Function):
