@@ -163,7 +163,8 @@ def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
             n_seen += len(batch["index"]) * acc.num_processes  # examples, not output rows
             if step % 50 == 0:  # a postfix costs ~0.3 ms; every step would be 10% at batch 32
                 bar.set_postfix_str(f"loss={total / step:.4f}", refresh=False)
-        state.train_s += time.perf_counter() - t0
+        train_s = time.perf_counter() - t0
+        state.train_s += train_s
         state.examples += n_seen
         t1 = time.perf_counter()
         candidates = {"raw": model, **({"ema": ema.module} if ema else {})}
@@ -185,8 +186,11 @@ def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
         best = acc.unwrap_model(candidates[source]).state_dict() if improved else None
         with disk_guard(cell.ckpt.root):
             cell.ckpt.save(acc, epoch, {**meta, "state": dataclasses.asdict(state)}, extras, best)
+        # the epoch's training throughput (loader included, dev evaluation not): what
+        # benchmarks/timm_train_compare.py reads
         acc.print(f"{stem} epoch {epoch}: train loss {entry['train_loss']:.4f}, dev {primary} "
-                  + " ".join(f"{k} {v[primary]:.4f}" for k, v in dev.items()))
+                  + " ".join(f"{k} {v[primary]:.4f}" for k, v in dev.items())
+                  + f", {n_seen / max(train_s, 1e-9):.1f} ex/s")
         if cfg.stop_after_epoch == epoch:
             return None
         if cfg.early_stopping_patience and state.bad_epochs >= cfg.early_stopping_patience:
@@ -239,8 +243,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                           gradient_accumulation_steps=base.grad_accum,
                           log_with=[t for t in base.report_to.split(",") if t] or None,
                           project_dir=base.output_dir,
+                          # non_blocking: batches from pinned memory (GPU runs, engine.recipe)
+                          # are copied while the host queues the step
                           dataloader_config=DataLoaderConfiguration(split_batches=True,
-                                                                    use_seedable_sampler=True))
+                                                                    use_seedable_sampler=True,
+                                                                    non_blocking=True))
     except ValueError as exc:  # accelerate's own check of the trackers and the precision
         raise ConfigError(f"--report_to / --mixed_precision: {exc}") from exc
     # every cell of every sweep validated before the first trains

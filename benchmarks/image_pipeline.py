@@ -33,6 +33,7 @@ Benchmarks are not tests: nothing is asserted. Run (repository root)::
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -53,32 +54,43 @@ from models import create_model
 from tasks import create_task
 
 
-def synthetic_coco(root: Path, n: int) -> Path:
-    """``n`` 640x480 JPEGs (quality 90) in a COCO-layout directory with 80 categories."""
-    rng = np.random.default_rng(0)
+def _synthetic_image(path: Path, seed: tuple[int, int]) -> list[int]:
+    """Write one 640x480 JPEG (quality 90): smooth gradients plus 8 filled ellipses; return the
+    3 distinct category indices of its labels. Seeded per image, so the set does not depend on
+    how many processes write it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:480, 0:640]
+    base = np.stack([(xx * rng.uniform(0.1, 0.4) + yy * rng.uniform(0.1, 0.4)
+                      + rng.uniform(0, 255)) % 256 for _ in range(3)], -1)
+    img = Image.fromarray(base.astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(8):
+        x, y = int(rng.integers(0, 600)), int(rng.integers(0, 440))
+        draw.ellipse([x, y, x + int(rng.integers(20, 200)), y + int(rng.integers(20, 200))],
+                     fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    img.save(path, quality=90)
+    return [int(c) for c in rng.choice(80, 3, replace=False)]
+
+
+def synthetic_coco(root: Path, n: int, n_val: int = 4) -> Path:
+    """``n`` training and ``n_val`` validation 640x480 JPEGs (quality 90) in a COCO-layout
+    directory (``images/<split>/``, ``annotations/instances_<split>.json``) with 80 categories,
+    3 per image; written by every core in parallel."""
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     cats = [{"id": i + 1, "name": f"c{i}"} for i in range(80)]
-    for split, count in (("train2017", n), ("val2017", 4)):
-        (root / "images" / split).mkdir(parents=True, exist_ok=True)
-        images, anns = [], []
-        yy, xx = np.mgrid[0:480, 0:640]
-        for i in range(count):
-            base = np.stack([(xx * rng.uniform(0.1, 0.4) + yy * rng.uniform(0.1, 0.4)
-                              + rng.uniform(0, 255)) % 256 for _ in range(3)], -1)
-            img = Image.fromarray(base.astype(np.uint8))
-            draw = ImageDraw.Draw(img)
-            for _ in range(8):
-                x, y = int(rng.integers(0, 600)), int(rng.integers(0, 440))
-                draw.ellipse([x, y, x + int(rng.integers(20, 200)), y + int(rng.integers(20, 200))],
-                             fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
-            name = f"{i:012d}.jpg"
-            img.save(root / "images" / split / name, quality=90)
-            images.append({"id": i, "file_name": name, "height": 480, "width": 640})
-            for c in rng.choice(80, 3, replace=False):
-                anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(c) + 1,
-                             "bbox": [0, 0, 1, 1], "area": 1, "iscrowd": 0})
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(
-            {"images": images, "annotations": anns, "categories": cats}))
+    with concurrent.futures.ProcessPoolExecutor(os.cpu_count()) as pool:
+        for k, (split, count) in enumerate((("train2017", n), ("val2017", n_val))):
+            (root / "images" / split).mkdir(parents=True, exist_ok=True)
+            names = [f"{i:012d}.jpg" for i in range(count)]
+            labels = pool.map(_synthetic_image, [root / "images" / split / name for name in names],
+                              [(k, i) for i in range(count)], chunksize=16)
+            images, anns = [], []
+            for i, (name, cls) in enumerate(zip(names, labels, strict=True)):
+                images.append({"id": i, "file_name": name, "height": 480, "width": 640})
+                anns += [{"id": len(anns) + 1, "image_id": i, "category_id": c + 1,
+                          "bbox": [0, 0, 1, 1], "area": 1, "iscrowd": 0} for c in cls]
+            (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(
+                {"images": images, "annotations": anns, "categories": cats}))
     return root
 
 

@@ -158,12 +158,20 @@ def prepare(cell: Cell, acc: Accelerator) -> Prepared:
     set_seed(int(cfg.seed))
     model = create_model(cell.model_name, task.num_labels, **cell.model_kwargs)
     task.prepare_model(model)
+    cuda = acc.device.type == "cuda"
+    if cfg.channels_last == "yes" or (cfg.channels_last == "auto" and cuda):
+        # before accelerate's prepare: DDP's gradient buckets follow the parameters' strides
+        model = model.to(memory_format=torch.channels_last)
     if cfg.compile in ("model", "all"):
         model.compile()  # in place: parameter names, hence checkpoints, stay those of eager
     n_params = sum(p.numel() for p in model.parameters())
+    if cuda:  # as timm's train.py: cuDNN times its convolution algorithms once per shape
+        torch.backends.cudnn.benchmark = True
+    # pinned batches: the host-to-device copy runs asynchronously (accelerate's non_blocking)
     loaders = [DataLoader(task.dataset(s), batch_size=cfg.eval_batch_size if s != "train" else
                           cfg.batch_size, shuffle=s == "train", collate_fn=task.collate,
-                          num_workers=cfg.num_workers) for s in ("train", "dev", "test")]
+                          num_workers=cfg.num_workers, pin_memory=cuda)
+               for s in ("train", "dev", "test")]
     opt = make_optimizer(cfg, model)
     sched = make_scheduler(cfg, opt, cfg.epochs * math.ceil(len(loaders[0]) / cfg.grad_accum))
     # batches are collated on the CPU: on a CPU run, accelerate's per-batch send_to_device is a

@@ -583,16 +583,23 @@ def _dense_value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction:
                           scale: float) -> tuple[Tensor, Tensor]:
     """The reduced loss of logits ``scale * z`` and its finished gradient [N, C] with respect to
     ``z``: the kernel ``compiled_poly_caller`` compiles (one fused loop: ``z`` and targets read
-    once, the gradient written once)."""
+    once, the gradient written once).
+
+    ``z`` may be bfloat16 or float16 (a mixed-precision model's logits): the loop computes in
+    ``compute_dtype`` (float32) and writes the gradient in ``z``'s dtype, so the up-cast and the
+    down-cast are part of the one pass instead of two more passes over [N, C] around it.
+    """
+    zc = z.to(compute_dtype(z))  # [N, C] float32 (float64 stays)
     factor = scale * grad_scale(z, reduction)
-    zs = z * scale if scale != 1 else z
+    zs = zc * scale if scale != 1 else zc
     if not torch.compiler.is_compiling():
         # dynamo runs it eagerly (past its recompile limit, e.g. asl_adaptive's gamma_neg
         # changing every step): the eager kernel is the fast eager form
         loss, grad = _elementwise(zs, targets, hp, True, factor)
-        return reduce(loss, reduction), grad
-    loss, grad = _fused_dense(zs, targets.to(z.dtype), hp)
-    return reduce(loss, reduction), grad * factor if factor != 1 else grad
+        return reduce(loss, reduction), grad.to(z.dtype)
+    loss, grad = _fused_dense(zs, targets.to(zc.dtype), hp)
+    grad = grad * factor if factor != 1 else grad
+    return reduce(loss, reduction), grad.to(z.dtype)
 
 
 class _DensePolyLossFunction(torch.autograd.Function):
@@ -715,10 +722,12 @@ def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, n
             multiplication is inside the fused loop.
     """
     check_inputs(name, logits, targets, reduction)
-    z = logits.to(compute_dtype(logits)).contiguous()
     kernel = _COMPILED_KERNEL.get()
     if kernel is not None and not torch.compiler.is_compiling():  # create_loss(compile=True)
-        return _CompiledPolyLossFunction.apply(z, targets.detach(), hp, reduction, scale, kernel)
+        # the kernel up-casts (and down-casts the gradient) inside its one pass
+        return _CompiledPolyLossFunction.apply(logits.contiguous(), targets.detach(), hp,
+                                               reduction, scale, kernel)
+    z = logits.to(compute_dtype(logits)).contiguous()
     if scale != 1:
         z = z * scale
     if torch.compiler.is_compiling():  # traced by the caller's torch.compile: let it fuse

@@ -178,6 +178,11 @@ class RunConfig:
         "state_dict keys unchanged), both, or nothing; recorded in the run identity "
         "(train.compile) when not none: compiled numbers are not pooled with eager ones",
         choices=COMPILE_MODES))
+    channels_last: str = field(default="auto", metadata=_doc(
+        "train", "channels-last memory format for the model's 4-D (convolution) weights, which "
+        "the convolutions then propagate to their outputs: auto = on CUDA only (faster "
+        "mixed-precision convolutions), yes, no; it changes results by rounding only and is not "
+        "part of the run identity", choices=("auto", "yes", "no")))
     num_workers: int = field(default=0, metadata=_doc(
         "train", "DataLoader worker processes; 0 loads in the main process", bounds=Bounds(0)))
     output_dir: str = field(default="runs", metadata=_doc(

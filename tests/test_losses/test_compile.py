@@ -212,3 +212,26 @@ def test_compiled_loss_hands_its_gradient_on() -> None:
     torch.testing.assert_close(x.grad, ref, rtol=1e-12, atol=1e-15)
     (out * 3.0).backward()
     torch.testing.assert_close(x.grad, 4 * ref, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["asl", "aam"])
+def test_compiled_bfloat16_logits_compute_in_float32_and_return_a_bfloat16_gradient(
+        name: str) -> None:
+    # a mixed-precision model hands bf16 logits: the compiled kernel up-casts inside its pass,
+    # so its value is the float32 loss of the (exactly representable) up-cast logits, and its
+    # gradient that float32 gradient rounded once to bf16 (float64 reference: at most one
+    # bf16 rounding, 2**-8 relative, plus float32 rounding)
+    torch._dynamo.reset()
+    loss = create_loss(name, preset="aam_coco" if name == "aam" else "asl_coco").compile_functional(
+        backend="aot_eager")
+    reference = create_loss(name, preset="aam_coco" if name == "aam" else "asl_coco")
+    z, y = _inputs(name, (16, 33))
+    zb = z.to(torch.bfloat16)
+    x = zb.clone().requires_grad_(True)
+    value = loss(x, y.float())
+    value.backward()
+    v64, g64 = _value_and_grad(reference, zb.double(), y)
+    assert value.dtype == torch.float32 and x.grad.dtype == torch.bfloat16
+    assert abs(value.item() - v64.item()) <= 1e-6 * abs(v64.item())
+    err = (x.grad.double() - g64).abs()
+    assert bool((err <= 2.0**-8 * g64.abs() + 1e-6 * g64.abs().max()).all())

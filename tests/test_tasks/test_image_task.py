@@ -253,6 +253,38 @@ def test_tiny_end_to_end_linear_cosine_and_mldecoder(coco_dir, tmp_path: Path) -
     assert "tiny_image_mldecoder__mini_coco-val2017__apl_coco__seed0.json" in files
 
 
+def test_channels_last_changes_the_layout_not_the_results(coco_dir, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # --channels_last yes (auto: CUDA only) converts the 4-D weights before training; the
+    # convolutions then compute the same function in another layout: same run id, metrics and
+    # losses equal to float32 rounding
+    import engine.recipe as recipe
+
+    root, _ = coco_dir
+    layouts: list[bool] = []
+    prepare = recipe.prepare
+
+    def spy(cell, acc):
+        prepared = prepare(cell, acc)
+        convs = [p for p in acc.unwrap_model(prepared.model).parameters() if p.dim() == 4]
+        # a [C, 1, k, k] depthwise weight is both layouts at once; the others are one
+        layouts.append(all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+                       and not all(p.is_contiguous() for p in convs))
+        return prepared
+
+    monkeypatch.setattr(run_task, "prepare", spy)
+    common = ("--task", "coco", "--data_dir", str(root), "--model", "tiny_image", "--loss",
+              "asl@asl_coco", "--task.image_size", "32", "--epochs", "2")
+    (cl,) = _run(tmp_path / "cl", *common, "--channels_last", "yes")
+    (plain,) = _run(tmp_path / "plain", *common, "--channels_last", "no")
+    assert layouts == [True, False]
+    assert cl["run_id"] == plain["run_id"]
+    for a, b in zip(cl["history"], plain["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    for key, value in plain["metrics"].items():
+        assert cl["metrics"][key] == pytest.approx(value, abs=1e-4), key
+
+
 def test_association_penalty_reaches_the_training_loss(coco_dir, tmp_path: Path) -> None:
     root, _ = coco_dir
     common = ("--task", "coco", "--data_dir", str(root), "--model", "tiny_image_assoc",
