@@ -1,7 +1,8 @@
 #!/bin/bash
 # Issue 16's GPU checks in one call, on a CUDA machine, from the repository root:
-#   1. benchmarks/loss_speed.py at 1024x9605, float32 and bfloat16 inputs: the compiled
-#      asymmetric family (Triton kernels from inductor) against eager BCE-with-logits;
+#   1. tests/test_losses/triton_check.py --device cuda --quick (the compiled family's Triton
+#      kernel against float64 eager on the GPU), then benchmarks/loss_speed.py at 1024x9605,
+#      float32 and bfloat16 inputs: the compiled family against eager BCE-with-logits;
 #   2. a bf16 end-to-end run_task.py of the coco config aam_coco_paper (2 epochs) on COCO_DIR;
 #   3. benchmarks/timm_train_compare.py: the image plugin's training throughput against timm's
 #      train.py (TIMM_TRAIN), EfficientNetV2-S, 448 px, batch 64, bf16.
@@ -9,30 +10,37 @@
 # installed timm's release; step 3 is skipped without it), COCO_DIR (a COCO-layout folder with
 # instances_train2017/val2017.json, e.g. the shared coco_tiny_supergradients; step 2 is skipped
 # without it). LIMIT (default 580): seconds for the whole script; each step has its own limit
-# inside it, and a failed step does not stop the others.
+# inside it, and a failed step does not stop the others. STEPS (default "loss e2e timm"): the
+# steps to run.
 set -o pipefail
 OUT=${OUT:-/tmp/mllb_gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 T0=$SECONDS
 LIMIT=${LIMIT:-580}
+STEPS=${STEPS:-loss e2e timm}
 nvidia-smi -L
 python3 -c "import torch, timm, accelerate, triton; print('torch', torch.__version__, 'timm', \
 timm.__version__, 'accelerate', accelerate.__version__, 'triton', triton.__version__)"
+if [[ " $STEPS " == *" loss "* ]]; then
+timeout 120 python3 tests/test_losses/triton_check.py --device cuda --quick | grep -v "^ok" \
+  || echo "triton_check: rc $?"
+echo "[$((SECONDS - T0)) s] triton_check done"
 for dtype in float32 bfloat16; do
   timeout 140 python3 benchmarks/loss_speed.py --device cuda --dtype "$dtype" \
     --shapes 1024x9605 --markdown "$OUT/loss_speed_cuda_$dtype.md" > /dev/null \
     2> >(grep -v "^W[0-9]" >&2) || echo "loss_speed $dtype: rc $?"
   echo "[$((SECONDS - T0)) s] loss_speed $dtype done"
 done
-if [ -n "$COCO_DIR" ]; then
+fi
+if [ -n "$COCO_DIR" ] && [[ " $STEPS " == *" e2e "* ]]; then
   timeout 90 python3 run_task.py --config image_classification/aam_coco_paper \
     --data_dir "$COCO_DIR" --epochs 2 --model.pretrained_path "" --num_workers 8 \
     --output_dir "$OUT/e2e" --save_scores false 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" \
     | tail -25 || echo "end-to-end run: rc $?"
   echo "[$((SECONDS - T0)) s] end-to-end done"
 fi
-if [ -n "$TIMM_TRAIN" ]; then
+if [ -n "$TIMM_TRAIN" ] && [[ " $STEPS " == *" timm "* ]]; then
   LEFT=$((LIMIT - (SECONDS - T0) - 10))
   timeout "$LEFT" python3 benchmarks/timm_train_compare.py --timm-train "$TIMM_TRAIN" \
     --images 1024 --repeats 5 --timm-channels-last --time-budget $((LEFT - 75)) \

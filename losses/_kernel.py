@@ -650,6 +650,10 @@ class _CompiledPolyLossFunction(torch.autograd.Function):
         return times_grad_out(grad, grad_out), None, None, None, None, None
 
 
+# devices whose compiled family losses run the Triton kernel (losses/_triton.py) instead of
+# inductor's compilation (tests add "cpu" under Triton's interpreter)
+_TRITON_DEVICES: tuple[str, ...] = ("cuda",)
+
 # the compiled kernel of the loss being evaluated (set by compiled_poly_caller's wrapper)
 _COMPILED_KERNEL: ContextVar[Callable[..., tuple[Tensor, Tensor]] | None] = ContextVar(
     "mllb_compiled_poly_kernel", default=None)
@@ -724,6 +728,11 @@ def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, n
     check_inputs(name, logits, targets, reduction)
     kernel = _COMPILED_KERNEL.get()
     if kernel is not None and not torch.compiler.is_compiling():  # create_loss(compile=True)
+        if logits.device.type in _TRITON_DEVICES:  # imported here: CPU runs never import it
+            from losses import _triton
+
+            if _triton.available(logits, hp):
+                kernel = _triton.value_and_grad
         # the kernel up-casts (and down-casts the gradient) inside its one pass
         return _CompiledPolyLossFunction.apply(logits.contiguous(), targets.detach(), hp,
                                                reduction, scale, kernel)

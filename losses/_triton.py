@@ -1,0 +1,233 @@
+"""The asymmetric family's closed form as one Triton kernel: the compiled path on CUDA.
+
+``create_loss(name, compile=True)`` runs this kernel for CUDA logits (float32, bfloat16 or
+float16) when Triton is importable; elsewhere, and for float64, it runs inductor's compilation
+of the same closed form (``losses._kernel.compiled_poly_caller``). One launch reads logits and
+targets once, writes the gradient once (in the logits' dtype) and one float32 partial sum per
+block; the partial sums are added by ``torch.sum`` (deterministic, unlike atomics).
+
+Why a kernel of its own on a GPU: inductor's compilation of ``_fused_dense`` measured 1.5x-1.9x
+eager BCE-with-logits at (1024, 9605) float32 on an H200 (BENCHMARKS.md), because of its host
+work per call (dynamo's guards and inductor's wrapper around two launches) and a separate
+reduction pass over a stored [N, C] loss, and its bfloat16 graph failed to compile in Triton
+3.6 there ("PassManager::run failed" in make_ttgir).
+
+The arithmetic is ``_fused_dense``'s float32 route, line for line (``losses/_kernel.py``): one
+exp, the log1p's as ``2 atanh(s)`` polynomials (``_ATANH_P``), the quotients from one division,
+-log(q + m) as a difference of softplus', the same masks, caps and focusing terms. The
+hyper-parameters are compile-time constants (``tl.constexpr``), so each loss specializes its
+own kernel and the branches that do not apply vanish. Deviations from ``_fused_dense``: none
+in the formula; the loss is summed per block of ``BLOCK`` elements in float32 and the block
+sums then in float32 by ``torch.sum`` (``_fused_dense`` leaves the order to inductor), and
+margins below ``_MIN_FAST_MARGIN`` (which take the library's log there) are not supported
+here: such a loss keeps the inductor path.
+Tests: tests/test_losses/test_triton.py (Triton's interpreter on the CPU, against float64
+eager; on a GPU the same checks run on CUDA).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from losses._kernel import _ATANH_P, _MIN_FAST_MARGIN, PolyParams, _margin_shift, grad_scale
+
+try:  # an optional dependency: the CPU-only torch wheels come without it
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the installation
+    triton = None
+    tl = None
+
+BLOCK = 2048
+
+
+def available(z: Tensor, hp: PolyParams) -> bool:
+    """Whether the Triton kernel serves logits ``z`` (on a device of
+    ``_kernel._TRITON_DEVICES``) with coefficients ``hp``."""
+    return (triton is not None and z.dtype != torch.float64
+            and (hp.clip == 0 or hp.clip >= _MIN_FAST_MARGIN))
+
+
+def _int_exponent(g: float) -> int:
+    """``g`` as an int when it is one in [0, 8] (multiplications), else -1 (exp2/log2)."""
+    return int(g) if g == int(g) and 0 <= g <= 8 else -1
+
+
+if triton is not None:
+
+    @triton.jit
+    def _log1p_from_s(s):
+        """log1p(u) from s = u / (2 + u), u in [0, 1]: 2 atanh(s) (``_kernel._log1p_from_s``)."""
+        t = s * s
+        poly = ((P3 * t + P2) * t + P1) * t + P0
+        s2 = s + s
+        return s2 + s2 * t * poly
+
+    @triton.jit
+    def _power(x, G: tl.constexpr, G_INT: tl.constexpr):
+        """x ** G (``_kernel._int_pow``): multiplications for an integer G in [0, 8]."""
+        if G_INT >= 0:
+            out = tl.full(x.shape, 1.0, tl.float32)
+            for _ in tl.static_range(G_INT):
+                out = out * x
+        else:  # 0 ** G: 0 for G > 0; for G < 0 the weight's derivative there is taken as 0
+            out = tl.where(x > 0, tl.exp2(G * tl.log2(tl.maximum(x, 1e-38))), 0.0)
+        return out
+
+    @triton.jit
+    def _focused(f, d_f, base, d_base, G: tl.constexpr, G1_INT: tl.constexpr,
+                 DETACH: tl.constexpr):
+        """(base^G f, its derivative) (``_kernel._focused``); G1_INT: G - 1 as an exponent."""
+        if G == 0.0:
+            loss = f
+            grad = d_f
+        else:
+            w_low = _power(base, G - 1.0, G1_INT)
+            w = w_low * base
+            loss = w * f
+            grad = w * d_f
+            if not DETACH:
+                grad = grad + G * w_low * d_base * f
+        return loss, grad
+
+    @triton.jit
+    def _eps_cap(f, d_f, CAP: tl.constexpr):
+        """-log x capped at -log eps = CAP, with a zero derivative where capped."""
+        return tl.minimum(f, CAP), tl.where(f > CAP, 0.0, d_f)
+
+    @triton.jit
+    def _poly_kernel(z_ptr, y_ptr, grad_ptr, loss_ptr, n, factor,
+                     SCALE: tl.constexpr, M: tl.constexpr, BIG: tl.constexpr,
+                     C_M: tl.constexpr, LOG1P_M: tl.constexpr,
+                     GP: tl.constexpr, GP1_INT: tl.constexpr,
+                     GN: tl.constexpr, GN1_INT: tl.constexpr,
+                     A1: tl.constexpr, A2: tl.constexpr, B1: tl.constexpr, B0: tl.constexpr,
+                     SP: tl.constexpr, SN: tl.constexpr, CAP: tl.constexpr,
+                     CAP_NEG: tl.constexpr, DETACH: tl.constexpr, PER_ELEMENT: tl.constexpr,
+                     BLOCK: tl.constexpr):
+        """Loss (per element, or one partial sum per block) and gradient x ``factor``."""
+        pid = tl.program_id(0)
+        offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        z = tl.load(z_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        y = tl.load(y_ptr + offs, mask=mask, other=0).to(tl.float32)
+        if SCALE != 1.0:
+            z = z * SCALE
+        e = tl.exp(-tl.abs(z))
+        one_e = 1.0 + e
+        nonneg = z >= 0
+        if M > 0.0:
+            # 1 - p_m = q + m = n_r / (1 + e) where p > m; the three quotients from one division
+            n_r = tl.where(nonneg, e, 1.0) + M * one_e
+            below = z < BIG
+            neg = z < 0
+            a = tl.where(neg, e * C_M, tl.where(below, C_M, e))
+            b = tl.where(below, tl.where(neg, 1.0, e), C_M)
+            x0 = one_e * n_r
+            x1 = 2.0 + e
+            x2 = a + (b + b)
+            p1 = x0 * x1
+            rest = 1.0 / (p1 * x2)
+            r_ab = rest * p1
+            rest = rest * x2
+            r_two_e = rest * x0
+            rec = rest * x1
+            inv = n_r * rec
+            soft = _log1p_from_s(e * r_two_e)
+            log1p_shifted = _log1p_from_s(a * r_ab)
+        else:
+            rest = 1.0 / (one_e * (2.0 + e))
+            r_two_e = rest * one_e
+            inv = rest * (2.0 + e)
+            soft = _log1p_from_s(e * r_two_e)
+        p = tl.where(nonneg, inv, e * inv)
+        q = tl.where(nonneg, e * inv, inv)
+        neg_log_p = soft + tl.maximum(-z, 0.0)
+        neg_log_q = soft + tl.maximum(z, 0.0)
+        pq = p * q
+        # positive branch: f+ = -log p + a1 q + a2 q^2, weight q^g+
+        f_pos = neg_log_p
+        d_f_pos = -q
+        if CAP > 0.0:
+            f_pos, d_f_pos = _eps_cap(f_pos, d_f_pos, CAP)
+        if A1 != 0.0 or A2 != 0.0:
+            f_pos = f_pos + q * (A1 + A2 * q)
+            d_f_pos = d_f_pos - pq * (A1 + 2.0 * A2 * q)
+        loss_pos, grad_pos = _focused(f_pos, d_f_pos, q, -pq, GP, GP1_INT, DETACH)
+        # negative branch: f- = -log(1 - p_m) + b1 p_m + b0, weight p_m^g-
+        if M > 0.0:
+            pm = tl.maximum(p - M, 0.0)
+            shifted = tl.minimum(tl.maximum(z, 0.0), BIG) + soft - log1p_shifted - LOG1P_M
+            if GN > 1.0:  # where p <= m the weight and its derivative vanish: no masks
+                d_pm = pq
+                d_f_neg = e * rec
+                f_neg = shifted
+            else:
+                above = p > M
+                d_pm = tl.where(above, pq, 0.0)
+                f_neg = tl.where(above, shifted, 0.0)
+                d_f_neg = tl.where(above, e * rec, 0.0)
+        else:
+            pm = p
+            f_neg = neg_log_q
+            d_pm = pq
+            d_f_neg = p
+        if CAP_NEG:
+            f_neg, d_f_neg = _eps_cap(f_neg, d_f_neg, CAP)
+        if B1 != 0.0:
+            f_neg = f_neg + B1 * pm
+            d_f_neg = d_f_neg + B1 * d_pm
+        if B0 != 0.0:
+            f_neg = f_neg + B0
+        loss_neg, grad_neg = _focused(f_neg, d_f_neg, pm, d_pm, GN, GN1_INT, DETACH)
+        loss = SN * loss_neg + y * (SP * loss_pos - SN * loss_neg)
+        grad = SN * grad_neg + y * (SP * grad_pos - SN * grad_neg)
+        tl.store(grad_ptr + offs, (grad * factor).to(grad_ptr.dtype.element_ty), mask=mask)
+        if PER_ELEMENT:
+            tl.store(loss_ptr + offs, loss, mask=mask)
+        else:
+            tl.store(loss_ptr + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
+
+    # the polynomial's coefficients, as globals the jitted function reads as constants
+    P0, P1, P2, P3 = (tl.constexpr(c) for c in _ATANH_P)
+
+
+def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
+                   scale: float) -> tuple[Tensor, Tensor]:
+    """The reduced loss (float32) of logits ``scale * z`` [N, C] and its gradient with respect
+    to ``z`` (``z``'s dtype): the contract of ``_kernel._dense_value_and_grad``, in one launch
+    (``available(z, hp)`` must hold)."""
+    z = z.contiguous()
+    y = targets.contiguous()
+    if y.dtype == torch.bool:
+        y = y.view(torch.uint8)  # Triton reads bytes; the value is the same 0/1
+    n = z.numel()
+    grad = torch.empty_like(z)  # [N, C] in z's dtype
+    per_element = reduction == "none"
+    blocks = triton.cdiv(n, BLOCK)
+    loss = torch.empty(z.shape if per_element else (blocks,), dtype=torch.float32,
+                       device=z.device)  # [N, C] or [blocks]
+    m, eps = hp.clip, hp.eps
+    big = _margin_shift(m) if m > 0 else 0.0
+    _poly_kernel[(blocks,)](
+        z, y, grad, loss, n, scale * grad_scale(z, reduction),
+        SCALE=float(scale), M=float(m), BIG=big, C_M=m / (1.0 + m) if m > 0 else 0.0,
+        LOG1P_M=math.log1p(m), GP=float(hp.gamma_pos),
+        GP1_INT=_int_exponent(hp.gamma_pos - 1.0) if hp.gamma_pos else 0,
+        GN=float(hp.gamma_neg),
+        GN1_INT=_int_exponent(hp.gamma_neg - 1.0) if hp.gamma_neg else 0,
+        A1=float(hp.a1), A2=float(hp.a2), B1=float(hp.b1), B0=float(hp.b0),
+        SP=float(hp.scale_pos), SN=float(hp.scale_neg),
+        CAP=-math.log(eps) if eps > 0 else 0.0, CAP_NEG=eps > 0 and not m >= 2.0 * eps,
+        DETACH=bool(hp.detach_focal_weight), PER_ELEMENT=per_element, BLOCK=BLOCK)
+    if per_element:
+        return loss, grad
+    total = loss.sum()
+    if reduction == "mean":
+        return total / n, grad
+    if reduction == "batchmean":
+        return total / z.shape[0], grad
+    return total, grad
