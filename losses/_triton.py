@@ -25,6 +25,7 @@ Tests: tests/test_losses/test_triton.py (Triton's interpreter on the CPU, agains
 eager; on a GPU the same checks run on CUDA).
 """
 
+# ruff: noqa: N803  (Triton's convention: compile-time constants are upper case)
 from __future__ import annotations
 
 import math

@@ -35,7 +35,7 @@ def main() -> int:
     calls = []
     real = _triton.value_and_grad
 
-    def counted(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def counted(*a, **k):
         calls.append(1)
         return real(*a, **k)
 
