@@ -43,7 +43,7 @@ fi
 if [ -n "$TIMM_TRAIN" ] && [[ " $STEPS " == *" timm "* ]]; then
   LEFT=$((LIMIT - (SECONDS - T0) - 10))
   timeout "$LEFT" python3 benchmarks/timm_train_compare.py --timm-train "$TIMM_TRAIN" \
-    --images 1024 --repeats 5 --timm-channels-last --time-budget $((LEFT - 75)) \
+    --images 1024 --repeats 5 --timm-channels-last --time-budget $((LEFT - 10)) \
     --log "$OUT/timm_compare_runs.log" | tee "$OUT/timm_compare.md" \
     || echo "timm_train_compare: rc $?"
   echo "[$((SECONDS - T0)) s] timm comparison done"
