@@ -182,3 +182,25 @@ def test_compiled_run_trains_and_is_another_run(tmp_path: Path) -> None:
     assert compiled["run_id"] != eager["run_id"]
     # the same training up to float rounding of fused kernels
     assert compiled["metrics"]["map"] == pytest.approx(eager["metrics"]["map"], abs=1e-3)
+
+
+def test_epoch_lines_carry_the_throughput_the_timm_comparison_reads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # benchmarks/timm_train_compare.py reads MLLB's per-epoch ex/s from these lines and timm's
+    # epoch average from the last "Train:" line of an epoch (format of timm's train.py, as
+    # printed on the GPU machine)
+    bench = str(REPO / "benchmarks")
+    sys.path.insert(0, bench)
+    try:
+        from timm_train_compare import OURS_EPOCH, TIMM_EPOCH
+    finally:  # the module adds the folder too
+        sys.path[:] = [p for p in sys.path if p != bench]
+    _run(tmp_path, "--loss", "bce")
+    out = capsys.readouterr().out
+    found = {int(m.group(1)): float(m.group(2)) for m in OURS_EPOCH.finditer(out)}
+    assert sorted(found) == [1, 2] and all(rate > 0 for rate in found.values())
+    timm_log = ("Train: 1 [  11/12 (100%)]  Loss: 4.61 (4.49)  Time: 0.171s,  374.14/s  "
+                "(0.293s,  218.61/s)  LR: 1.000e-03  Data: 0.000 (0.118)\n"
+                "Train: 1 [   0/12 (  8%)]  Loss: 4.61 (4.61)  Time: 1.2s,  53.3/s  "
+                "(1.2s,  53.3/s)  LR: 1.000e-03  Data: 1.0 (1.0)\n")
+    assert [(m.group(1), m.group(3)) for m in TIMM_EPOCH.finditer(timm_log)] == [("1", "218.61")]
