@@ -5,7 +5,11 @@
 #      float32 and bfloat16 inputs: the compiled family against eager BCE-with-logits;
 #   2. a bf16 end-to-end run_task.py of the coco config aam_coco_paper (2 epochs) on COCO_DIR;
 #   3. benchmarks/timm_train_compare.py: the image plugin's training throughput against timm's
-#      train.py (TIMM_TRAIN), EfficientNetV2-S, 448 px, batch 64, bf16.
+#      train.py (TIMM_TRAIN), EfficientNetV2-S, 448 px, batch 64, bf16. 1280 images: 1024 to
+#      train on (16 full batches) and 256 held out (2 full evaluation batches), so that no
+#      partial batch makes cuDNN time its algorithms again (on 2026-11-27 runs with 1024
+#      images, whose MLLB side had partial batches, took 35-77 s each); two sides, to fit 5
+#      repetitions (add --timm-channels-last for timm with channels-last as a third).
 # Environment: OUT (output folder, default /tmp/mllb_gpu), TIMM_TRAIN (timm's train.py of the
 # installed timm's release; step 3 is skipped without it), COCO_DIR (a COCO-layout folder with
 # instances_train2017/val2017.json, e.g. the shared coco_tiny_supergradients; step 2 is skipped
@@ -43,7 +47,7 @@ fi
 if [ -n "$TIMM_TRAIN" ] && [[ " $STEPS " == *" timm "* ]]; then
   LEFT=$((LIMIT - (SECONDS - T0) - 10))
   timeout "$LEFT" python3 benchmarks/timm_train_compare.py --timm-train "$TIMM_TRAIN" \
-    --images 1024 --repeats 5 --timm-channels-last --time-budget $((LEFT - 10)) \
+    --images 1280 --repeats 5 --time-budget $((LEFT - 10)) \
     --log "$OUT/timm_compare_runs.log" | tee "$OUT/timm_compare.md" \
     || echo "timm_train_compare: rc $?"
   echo "[$((SECONDS - T0)) s] timm comparison done"

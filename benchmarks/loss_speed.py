@@ -39,6 +39,10 @@ timings, an indicator of how noisy the machine was. Columns:
   from zero when the call starts; it includes the [N, C] gradient of the input that the call leaves
   behind. In parentheses: the same in units of one float32 [N, C] tensor. On CUDA:
   ``max_memory_allocated() - memory_allocated()`` around the call.
+* ``kernels ms`` and ``kernels per call`` (CUDA only): the summed device time of the kernels
+  (and copies) one call launches, and how many, from ``torch.profiler`` over ``KERNEL_CALLS``
+  calls. Far below ``median ms``: the row is bound by host work (Python, launches), not by
+  the device.
 
 The output ends with one PASS/FAIL line per target of issue 16 (``EAGER_TARGETS`` at
 ``EAGER_SHAPES``, every compiled row of the asymmetric family at ``COMPILED_SHAPES``), judged on
@@ -97,6 +101,8 @@ OFFICIAL_ASL = "official ASL (re-typed)"
 OFFICIAL_APL = "official APL (re-typed)"
 MIB = 2.0**20
 
+
+KERNEL_CALLS = 10  # calls per case that the CUDA kernel-time profile averages over
 
 # --------------------------------------------------------------------------------------------------
 # the official implementations, re-typed
@@ -233,6 +239,8 @@ class Result:
     leftover_ok: bool = True  # memory accounting ended at the input gradient, as it should
     first_call_s: float | None = None  # compiled losses: the first call, with compilation
     alone: tuple[float, float] | None = None  # time_pair against the reference
+    kernel_s: float | None = None  # CUDA: device time of the call's kernels (profiler)
+    launches: float | None = None  # CUDA: kernels launched per call
 
 
 def build_cases(device: torch.device, compiled: bool = True) -> list[Case]:
@@ -446,6 +454,27 @@ def _cpu_memory_trace(prof: profile) -> list[tuple[int, int]] | None:
         return None
 
 
+def measure_kernels(case: Case, inputs: Inputs, device: torch.device, result: Result) -> None:
+    """CUDA: device time of the kernels one call launches and their number, from the
+    profiler over ``KERNEL_CALLS`` calls. Against the row's wall time it says whether the call
+    is bound by the device or by the host work around its launches."""
+    if device.type != "cuda":
+        return
+    step(case, inputs)  # warm
+    sync(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(KERNEL_CALLS):
+            inputs.for_case(case).grad = None
+            step(case, inputs)
+        sync(device)
+    # the device-side events: kernels (and copies/fills), each with its own time range
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    total_us = sum(e.time_range.elapsed_us() for e in kernels)
+    result.kernel_s = total_us * 1e-6 / KERNEL_CALLS
+    result.launches = len(kernels) / KERNEL_CALLS
+    inputs.for_case(case).grad = None
+
+
 def measure_peak(case: Case, inputs: Inputs, device: torch.device, result: Result) -> None:
     """Peak bytes allocated above the starting level during one forward+backward."""
     x = inputs.for_case(case)
@@ -531,6 +560,10 @@ def shape_table(n: int, c: int, repeats: int, results: list[Result],
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     floor = next(r for r in results if r.label == FLOOR)
+    gpu = any(res.kernel_s is not None for res in results)
+    if gpu:  # the device's share of each call: how much of the row is host work
+        lines[-2] += " kernels ms | kernels per call |"
+        lines[-1] += "---:|---:|"
     for res in results:
         of_medians, per_rep = ratios(res, ref)
         to_floor = ratios(res, floor)[1]
@@ -542,6 +575,8 @@ def shape_table(n: int, c: int, repeats: int, results: list[Result],
             f"| {res.label} | {statistics.median(res.times) * 1e3:.3f} | {of_medians:.2f}x "
             f"| {per_rep:.2f}x | {to_floor:.1f}x | {saved[0]} | {saved[1]} "
             f"| {fmt_peak(res, nc_bytes)} | {first} |"
+            + (f" {res.kernel_s * 1e3:.3f} | {res.launches:g} |"
+               if gpu and res.kernel_s is not None else " | |" if gpu else "")
         )
     if not all(res.leftover_ok for res in results):
         lines += ["", "\\* memory accounting did not end at exactly one input gradient."]
@@ -667,6 +702,10 @@ def main(argv: list[str] | None = None) -> int:
                 res.alone = time_pair(case, cases[0], inputs, device, repeats)
             measure_saved(case, inputs, res)
             measure_peak(case, inputs, device, res)
+            try:  # a diagnostic column: a profiler problem must not cost the timings
+                measure_kernels(case, inputs, device, res)
+            except Exception as exc:
+                print(f"kernel profile of {case.label} failed: {exc!r}", file=sys.stderr)
             results.append(res)
         all_results[(n, c)] = results
         section = shape_table(n, c, repeats, results, dtype) + "\n" + value_check(inputs) + "\n"

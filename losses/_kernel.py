@@ -654,6 +654,21 @@ class _CompiledPolyLossFunction(torch.autograd.Function):
 # inductor's compilation (tests add "cpu" under Triton's interpreter)
 _TRITON_DEVICES: tuple[str, ...] = ("cuda",)
 
+@functools.cache
+def _triton_module() -> types.ModuleType:
+    """``losses._triton``, imported at the first use: CPU runs never import Triton."""
+    from losses import _triton
+
+    return _triton
+
+
+def _triton_kernel(z: Tensor, hp: PolyParams) -> Callable[..., tuple[Tensor, Tensor]] | None:
+    """The Triton kernel for logits ``z`` with coefficients ``hp``, or None where it does not
+    apply (no Triton, float64, a margin below ``_MIN_FAST_MARGIN``)."""
+    module = _triton_module()
+    return module.value_and_grad if module.available(z, hp) else None
+
+
 # the compiled kernel of the loss being evaluated (set by compiled_poly_caller's wrapper)
 _COMPILED_KERNEL: ContextVar[Callable[..., tuple[Tensor, Tensor]] | None] = ContextVar(
     "mllb_compiled_poly_kernel", default=None)
@@ -728,11 +743,9 @@ def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, n
     check_inputs(name, logits, targets, reduction)
     kernel = _COMPILED_KERNEL.get()
     if kernel is not None and not torch.compiler.is_compiling():  # create_loss(compile=True)
-        if logits.device.type in _TRITON_DEVICES:  # imported here: CPU runs never import it
-            from losses import _triton
-
-            if _triton.available(logits, hp):
-                kernel = _triton.value_and_grad
+        if logits.device.type in _TRITON_DEVICES:
+            triton_kernel = _triton_kernel(logits, hp)
+            kernel = triton_kernel if triton_kernel is not None else kernel
         # the kernel up-casts (and down-casts the gradient) inside its one pass
         return _CompiledPolyLossFunction.apply(logits.contiguous(), targets.detach(), hp,
                                                reduction, scale, kernel)

@@ -4,7 +4,8 @@
 float16) when Triton is importable; elsewhere, and for float64, it runs inductor's compilation
 of the same closed form (``losses._kernel.compiled_poly_caller``). One launch reads logits and
 targets once, writes the gradient once (in the logits' dtype) and one float32 partial sum per
-block; the partial sums are added by ``torch.sum`` (deterministic, unlike atomics).
+block, already multiplied by the reduction's factor; ``torch.sum`` adds them (deterministic,
+unlike atomics).
 
 Why a kernel of its own on a GPU: inductor's compilation of ``_fused_dense`` measured 1.5x-1.9x
 eager BCE-with-logits at (1024, 9605) float32 on an H200 (BENCHMARKS.md), because of its host
@@ -100,7 +101,7 @@ if triton is not None:
         return tl.minimum(f, CAP), tl.where(f > CAP, 0.0, d_f)
 
     @triton.jit
-    def _poly_kernel(z_ptr, y_ptr, grad_ptr, loss_ptr, n, factor,
+    def _poly_kernel(z_ptr, y_ptr, grad_ptr, loss_ptr, n, factor, loss_factor,
                      SCALE: tl.constexpr, M: tl.constexpr, BIG: tl.constexpr,
                      C_M: tl.constexpr, LOG1P_M: tl.constexpr,
                      GP: tl.constexpr, GP1_INT: tl.constexpr,
@@ -109,7 +110,8 @@ if triton is not None:
                      SP: tl.constexpr, SN: tl.constexpr, CAP: tl.constexpr,
                      CAP_NEG: tl.constexpr, DETACH: tl.constexpr, PER_ELEMENT: tl.constexpr,
                      BLOCK: tl.constexpr):
-        """Loss (per element, or one partial sum per block) and gradient x ``factor``."""
+        """Loss (per element, or one partial sum per block x ``loss_factor``, the reduction's
+        1/(N C) or 1/N) and gradient x ``factor``."""
         pid = tl.program_id(0)
         offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
@@ -190,7 +192,7 @@ if triton is not None:
         if PER_ELEMENT:
             tl.store(loss_ptr + offs, loss, mask=mask)
         else:
-            tl.store(loss_ptr + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0))
+            tl.store(loss_ptr + pid, tl.sum(tl.where(mask, loss, 0.0), axis=0) * loss_factor)
 
     # the polynomial's coefficients, as globals the jitted function reads as constants
     P0, P1, P2, P3 = (tl.constexpr(c) for c in _ATANH_P)
@@ -213,8 +215,9 @@ def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
                        device=z.device)  # [N, C] or [blocks]
     m, eps = hp.clip, hp.eps
     big = _margin_shift(m) if m > 0 else 0.0
+    reduce_factor = grad_scale(z, reduction)  # 1/(N C), 1/N or 1
     _poly_kernel[(blocks,)](
-        z, y, grad, loss, n, scale * grad_scale(z, reduction),
+        z, y, grad, loss, n, scale * reduce_factor, reduce_factor,
         SCALE=float(scale), M=float(m), BIG=big, C_M=m / (1.0 + m) if m > 0 else 0.0,
         LOG1P_M=math.log1p(m), GP=float(hp.gamma_pos),
         GP1_INT=_int_exponent(hp.gamma_pos - 1.0) if hp.gamma_pos else 0,
@@ -224,11 +227,4 @@ def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
         SP=float(hp.scale_pos), SN=float(hp.scale_neg),
         CAP=-math.log(eps) if eps > 0 else 0.0, CAP_NEG=eps > 0 and not m >= 2.0 * eps,
         DETACH=bool(hp.detach_focal_weight), PER_ELEMENT=per_element, BLOCK=BLOCK)
-    if per_element:
-        return loss, grad
-    total = loss.sum()
-    if reduction == "mean":
-        return total / n, grad
-    if reduction == "batchmean":
-        return total / z.shape[0], grad
-    return total, grad
+    return loss if per_element else loss.sum(), grad  # the block sums come scaled
