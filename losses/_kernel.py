@@ -654,6 +654,7 @@ class _CompiledPolyLossFunction(torch.autograd.Function):
 # inductor's compilation (tests add "cpu" under Triton's interpreter)
 _TRITON_DEVICES: tuple[str, ...] = ("cuda",)
 
+
 @functools.cache
 def _triton_module() -> types.ModuleType:
     """``losses._triton``, imported at the first use: CPU runs never import Triton."""

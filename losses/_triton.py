@@ -7,19 +7,21 @@ targets once, writes the gradient once (in the logits' dtype) and one float32 pa
 block, already multiplied by the reduction's factor; ``torch.sum`` adds them (deterministic,
 unlike atomics).
 
-Why a kernel of its own on a GPU: inductor's compilation of ``_fused_dense`` measured 1.5x-1.9x
-eager BCE-with-logits at (1024, 9605) float32 on an H200 (BENCHMARKS.md), because of its host
-work per call (dynamo's guards and inductor's wrapper around two launches) and a separate
-reduction pass over a stored [N, C] loss, and its bfloat16 graph failed to compile in Triton
-3.6 there ("PassManager::run failed" in make_ttgir).
+Why a kernel of its own on a GPU: inductor's compilation of ``_fused_dense`` measured
+1.1x-1.9x eager BCE-with-logits at (1024, 9605) float32 on an H200 (alone, BENCHMARKS.md "GPU"),
+and its bfloat16 graph failed to compile in Triton 3.6 there ("PassManager::run failed" in
+make_ttgir, for a pointwise kernel: the loss's sum was a kernel of its own). Where inductor's
+time went was not measured. This kernel took the compiled rows from 0.66-0.79 ms to 0.54-0.58
+ms a call there (float32), still 1.0x-1.4x BCE's.
 
 The arithmetic is ``_fused_dense``'s float32 route, line for line (``losses/_kernel.py``): one
 exp, the log1p's as ``2 atanh(s)`` polynomials (``_ATANH_P``), the quotients from one division,
 -log(q + m) as a difference of softplus', the same masks, caps and focusing terms. The
 hyper-parameters are compile-time constants (``tl.constexpr``), so each loss specializes its
 own kernel and the branches that do not apply vanish. Deviations from ``_fused_dense``: none
-in the formula; the loss is summed per block of ``BLOCK`` elements in float32 and the block
-sums then in float32 by ``torch.sum`` (``_fused_dense`` leaves the order to inductor), and
+in the formula; the loss is summed per block of ``BLOCK`` elements in float32, each block sum
+multiplied by the reduction's factor, and the block sums then added in float32 by
+``torch.sum`` (``_fused_dense`` leaves the order to inductor), and
 margins below ``_MIN_FAST_MARGIN`` (which take the library's log there) are not supported
 here: such a loss keeps the inductor path.
 Tests: tests/test_losses/test_triton.py (Triton's interpreter on the CPU, against float64
