@@ -9,6 +9,8 @@ What it measures, per repetition (interleaved, after one untimed warm-up round):
   every epoch of ``run_task.py`` pays it with non-persistent workers) to the last batch.
 * **step**: the model's training step alone on one uint8 batch already on the device
   (normalization, forward, loss, backward, AdamW step, zero_grad), ``steps`` times: images/s.
+  On CUDA the model is channels-last and cuDNN times its algorithms, as in run_task.py
+  (``--channels_last``; the GPU figures of 2026-11-22 in BENCHMARKS.md predate both).
 * **epoch, W workers**: the two together, as ``run_task.py`` runs them: one pass over the loader
   with the training step on every batch: images/s.
 
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cpu")
     p.add_argument("--mixed_precision", default="no", choices=["no", "bf16"])
+    p.add_argument("--channels_last", default="auto", choices=["auto", "yes", "no"],
+                   help="the model's memory layout, as run_task.py's option (auto: "
+                        "channels-last on CUDA)")
     args = p.parse_args(argv)
     workers = [int(w) for w in args.workers.split(",")]
     device = torch.device(args.device)
@@ -133,6 +138,10 @@ def main(argv: list[str] | None = None) -> None:
         loss_fn = create_loss("bce")
         model = create_model(args.model, task.num_labels, head="linear", pretrained_path="")
         task.prepare_model(model)
+        if args.channels_last == "yes" or (args.channels_last == "auto" and device.type == "cuda"):
+            model.to(memory_format=torch.channels_last)
+        if device.type == "cuda":  # as run_task.py (engine.recipe.prepare)
+            torch.backends.cudnn.benchmark = True
         model.to(device).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         train = task.dataset("train")
@@ -180,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     dev = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"\nmodel {args.model}, input {tuple(task.data_config['input_size'])}, batch "
           f"{args.batch_size}, data {args.data} ({n_img} train images), device {dev}, "
-          f"mixed precision {args.mixed_precision}, torch threads {torch.get_num_threads()}, "
+          f"mixed precision {args.mixed_precision}, channels-last {args.channels_last}, "
+          f"torch threads {torch.get_num_threads()}, "
           f"cpu count {os.cpu_count()}; medians of {args.repeats} repetitions\n")
     print(f"model step alone: {med['step']:.1f} images/s\n")
     print("| workers | load images/s | load / step | epoch images/s | epoch / step |")
