@@ -5,8 +5,8 @@
 #      float32 and bfloat16 inputs: the compiled family against eager BCE-with-logits;
 #   2. a bf16 end-to-end run_task.py of the coco config aam_coco_paper (2 epochs) on COCO_DIR;
 #   3. benchmarks/timm_train_compare.py: the image plugin's training throughput against timm's
-#      train.py (TIMM_TRAIN), EfficientNetV2-S, 448 px, batch 64, bf16. 1280 images: 1024 to
-#      train on (16 full batches) and 256 held out (2 full evaluation batches), so that no
+#      train.py (TIMM_TRAIN), EfficientNetV2-S, 448 px, batch 64, bf16. 1280 images: 1152 to
+#      train on (18 full batches) and 128 held out (1 full evaluation batch), so that no
 #      partial batch makes cuDNN time its algorithms again (on 2026-11-27 runs with 1024
 #      images, whose MLLB side had partial batches, took 35-77 s each); two sides, to fit 5
 #      repetitions (add --timm-channels-last for timm with channels-last as a third).

@@ -51,6 +51,7 @@ from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from engine.recipe import for_device
 from losses import create_loss
 from models import create_model
 from tasks import create_task
@@ -138,10 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         loss_fn = create_loss("bce")
         model = create_model(args.model, task.num_labels, head="linear", pretrained_path="")
         task.prepare_model(model)
-        if args.channels_last == "yes" or (args.channels_last == "auto" and device.type == "cuda"):
-            model.to(memory_format=torch.channels_last)
-        if device.type == "cuda":  # as run_task.py (engine.recipe.prepare)
-            torch.backends.cudnn.benchmark = True
+        model = for_device(model, args.channels_last, device)  # as run_task.py
         model.to(device).train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         train = task.dataset("train")

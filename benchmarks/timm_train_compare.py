@@ -56,6 +56,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from image_pipeline import synthetic_coco  # noqa: E402
 
+from tasks import create_task  # noqa: E402
+
 OURS_EPOCH = re.compile(r" epoch (\d+): train loss .*, ([0-9.]+) ex/s$", re.M)
 # "Train: 1 [  23/24 (100%)]  Loss: ... Time: 0.180s,  355.1/s  (0.190s,  336.8/s)  LR: ..."
 TIMM_EPOCH = re.compile(
@@ -140,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda", help="timm's --device; run_task.py picks "
                    "the accelerator accelerate finds")
     p.add_argument("--images", type=int, default=1280,
-                   help="generated training images of the COCO set; MLLB holds out 20%% of "
-                        "them as its dev split and trains on the rest, timm's view gets as many")
+                   help="generated training images of the COCO set; MLLB holds out its dev "
+                        "split (the task's hold-out fraction) and trains on the rest, timm's "
+                        "view gets as many")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
@@ -163,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         log = args.log or tmp / "runs.log"
         t0 = time.perf_counter()
         data = synthetic_coco(tmp / "coco", args.images, n_val=2 * args.batch_size)
-        # timm's view: as many training images as MLLB trains on (its 20% dev hold-out aside)
+        # timm's view: as many training images as MLLB trains on (the task's own split)
         subset = tmp / "coco_train_part"
-        n_train = args.images - round(0.2 * args.images)
+        n_train = create_task("coco", data_dir=str(data), check_images="off").num_rows("train")
         make_subset(data, subset, n_train)
         n_view, n_val = class_view(subset, tmp / "view")
         print(f"generated {args.images} + {2 * args.batch_size} images in "

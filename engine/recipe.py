@@ -152,21 +152,31 @@ class Prepared(NamedTuple):
     num_parameters: int
 
 
+def for_device(model: torch.nn.Module, channels_last: str,
+               device: torch.device) -> torch.nn.Module:
+    """``model`` in the memory layout ``channels_last`` (``--channels_last``: auto, yes, no)
+    asks for on ``device``: channels-last for yes, and for auto on CUDA. On CUDA it also turns
+    on cuDNN's algorithm search, as timm's train.py does (each shape's convolution algorithms
+    are timed once)."""
+    if channels_last == "yes" or (channels_last == "auto" and device.type == "cuda"):
+        model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return model
+
+
 def prepare(cell: Cell, acc: Accelerator) -> Prepared:
     """Seed, build the model (+ the task's initialization), loaders, optimizer and schedule."""
     cfg, task = cell.cfg, cell.task
     set_seed(int(cfg.seed))
     model = create_model(cell.model_name, task.num_labels, **cell.model_kwargs)
     task.prepare_model(model)
-    cuda = acc.device.type == "cuda"
-    if cfg.channels_last == "yes" or (cfg.channels_last == "auto" and cuda):
-        # before accelerate's prepare: DDP's gradient buckets follow the parameters' strides
-        model = model.to(memory_format=torch.channels_last)
+    # before accelerate's prepare: DDP's gradient buckets follow the parameters' strides
+    model = for_device(model, cfg.channels_last, acc.device)
     if cfg.compile in ("model", "all"):
         model.compile()  # in place: parameter names, hence checkpoints, stay those of eager
     n_params = sum(p.numel() for p in model.parameters())
-    if cuda:  # as timm's train.py: cuDNN times its convolution algorithms once per shape
-        torch.backends.cudnn.benchmark = True
+    cuda = acc.device.type == "cuda"
     # pinned batches: the host-to-device copy runs asynchronously (accelerate's non_blocking)
     loaders = [DataLoader(task.dataset(s), batch_size=cfg.eval_batch_size if s != "train" else
                           cfg.batch_size, shuffle=s == "train", collate_fn=task.collate,

@@ -398,11 +398,17 @@ class _PolyLossFunction(torch.autograd.Function):
         return times_grad_out(grad, grad_out), None, None, None
 
 
+def small_int_exponent(g: float) -> int:
+    """``g`` as an int when it is one in [0, 8] (then ``x ** g`` is multiplications), else -1."""
+    return int(g) if g == int(g) and 0 <= g <= 8 else -1
+
+
 def _int_pow(x: Tensor, g: float) -> Tensor:
     """``x ** g``: multiplications for a small integer ``g`` (a compiled ``pow`` is exp + log)."""
-    if g == int(g) and 0 <= g <= 8:
-        out = torch.ones_like(x) if g == 0 else x
-        for _ in range(int(g) - 1):
+    k = small_int_exponent(g)
+    if k >= 0:
+        out = torch.ones_like(x) if k == 0 else x
+        for _ in range(k - 1):
             out = out * x
         return out
     if g < 0:  # x^(g - 1) of a weight with g < 1: 0^(g-1) is inf, the derivative there is 0
@@ -438,6 +444,11 @@ _ATANH_P = (0.3333331982065897, 0.20003836560969399, 0.14116953026768755, 0.1343
 # below this margin the one-division form's product (1 + e) n_r (2 + e) (a + 2 b) >= 4 m^2
 # could underflow float32; such a margin takes the library's log instead
 _MIN_FAST_MARGIN = 1e-9
+
+
+def fast_margin(m: float) -> bool:
+    """Whether margin ``m`` takes the one-division arithmetic form (float32 compiled, Triton)."""
+    return m == 0 or m >= _MIN_FAST_MARGIN
 
 
 def _log1p_from_s(s: Tensor) -> Tensor:
@@ -518,7 +529,7 @@ def _fused_dense(z: Tensor, y: Tensor, hp: PolyParams) -> tuple[Tensor, Tensor]:
     one_e = 1.0 + e
     nonneg = z >= 0
     m = hp.clip
-    fast = z.dtype == torch.float32 and (m == 0 or m >= _MIN_FAST_MARGIN)
+    fast = z.dtype == torch.float32 and fast_margin(m)
     rec = None  # 1 / ((1 + e) n_r): d(-log(1 - p_m))/dz = pq / (1 - p_m) = e * rec
     if not fast:
         inv = 1.0 / one_e

@@ -10,9 +10,9 @@ unlike atomics).
 Why a kernel of its own on a GPU: inductor's compilation of ``_fused_dense`` measured
 1.1x-1.9x eager BCE-with-logits at (1024, 9605) float32 on an H200 (alone, BENCHMARKS.md "GPU"),
 and its bfloat16 graph failed to compile in Triton 3.6 there ("PassManager::run failed" in
-make_ttgir, for a pointwise kernel: the loss's sum was a kernel of its own). Where inductor's
-time went was not measured. This kernel took the compiled rows from 0.66-0.79 ms to 0.54-0.58
-ms a call there (float32), still 1.0x-1.4x BCE's.
+make_ttgir, for a kernel whose name says pointwise, so the loss's sum ran apart). Where
+inductor's time went was not measured. This kernel took the compiled rows from 0.66-0.79 ms
+to 0.54-0.58 ms a call there (float32), still 1.0x-1.4x BCE's.
 
 The arithmetic is ``_fused_dense``'s float32 route, line for line (``losses/_kernel.py``): one
 exp, the log1p's as ``2 atanh(s)`` polynomials (``_ATANH_P``), the quotients from one division,
@@ -36,7 +36,14 @@ import math
 import torch
 from torch import Tensor
 
-from losses._kernel import _ATANH_P, _MIN_FAST_MARGIN, PolyParams, _margin_shift, grad_scale
+from losses._kernel import (
+    _ATANH_P,
+    PolyParams,
+    _margin_shift,
+    fast_margin,
+    grad_scale,
+    small_int_exponent,
+)
 
 try:  # an optional dependency: the CPU-only torch wheels come without it
     import triton
@@ -51,13 +58,7 @@ BLOCK = 2048
 def available(z: Tensor, hp: PolyParams) -> bool:
     """Whether the Triton kernel serves logits ``z`` (on a device of
     ``_kernel._TRITON_DEVICES``) with coefficients ``hp``."""
-    return (triton is not None and z.dtype != torch.float64
-            and (hp.clip == 0 or hp.clip >= _MIN_FAST_MARGIN))
-
-
-def _int_exponent(g: float) -> int:
-    """``g`` as an int when it is one in [0, 8] (multiplications), else -1 (exp2/log2)."""
-    return int(g) if g == int(g) and 0 <= g <= 8 else -1
+    return triton is not None and z.dtype != torch.float64 and fast_margin(hp.clip)
 
 
 if triton is not None:
@@ -205,8 +206,7 @@ def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
     """The reduced loss (float32) of logits ``scale * z`` [N, C] and its gradient with respect
     to ``z`` (``z``'s dtype): the contract of ``_kernel._dense_value_and_grad``, in one launch
     (``available(z, hp)`` must hold)."""
-    z = z.contiguous()
-    y = targets.contiguous()
+    y = targets.contiguous()  # z comes contiguous (poly_loss)
     if y.dtype == torch.bool:
         y = y.view(torch.uint8)  # Triton reads bytes; the value is the same 0/1
     n = z.numel()
@@ -222,9 +222,9 @@ def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
         z, y, grad, loss, n, scale * reduce_factor, reduce_factor,
         SCALE=float(scale), M=float(m), BIG=big, C_M=m / (1.0 + m) if m > 0 else 0.0,
         LOG1P_M=math.log1p(m), GP=float(hp.gamma_pos),
-        GP1_INT=_int_exponent(hp.gamma_pos - 1.0) if hp.gamma_pos else 0,
+        GP1_INT=small_int_exponent(hp.gamma_pos - 1.0) if hp.gamma_pos else 0,
         GN=float(hp.gamma_neg),
-        GN1_INT=_int_exponent(hp.gamma_neg - 1.0) if hp.gamma_neg else 0,
+        GN1_INT=small_int_exponent(hp.gamma_neg - 1.0) if hp.gamma_neg else 0,
         A1=float(hp.a1), A2=float(hp.a2), B1=float(hp.b1), B0=float(hp.b0),
         SP=float(hp.scale_pos), SN=float(hp.scale_neg),
         CAP=-math.log(eps) if eps > 0 else 0.0, CAP_NEG=eps > 0 and not m >= 2.0 * eps,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -185,16 +186,12 @@ def test_compiled_run_trains_and_is_another_run(tmp_path: Path) -> None:
 
 
 def test_epoch_lines_carry_the_throughput_the_timm_comparison_reads(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        timm_compare: types.ModuleType) -> None:
     # benchmarks/timm_train_compare.py reads MLLB's per-epoch ex/s from these lines and timm's
     # epoch average from the last "Train:" line of an epoch (format of timm's train.py, as
     # printed on the GPU machine)
-    bench = str(REPO / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        from timm_train_compare import OURS_EPOCH, TIMM_EPOCH
-    finally:  # the module adds the folder too
-        sys.path[:] = [p for p in sys.path if p != bench]
+    OURS_EPOCH, TIMM_EPOCH = timm_compare.OURS_EPOCH, timm_compare.TIMM_EPOCH  # noqa: N806
     _run(tmp_path, "--loss", "bce")
     out = capsys.readouterr().out
     found = {int(m.group(1)): float(m.group(2)) for m in OURS_EPOCH.finditer(out)}

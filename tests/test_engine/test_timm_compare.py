@@ -8,23 +8,15 @@ subset MLLB's COCO layout holds (same count, same files), and the validation spl
 from __future__ import annotations
 
 import json
-import sys
+import types
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def test_timm_view_links_the_same_training_images(tmp_path: Path) -> None:
-    bench = str(REPO / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        from image_pipeline import synthetic_coco
-        from timm_train_compare import class_view, make_subset
-    finally:  # the module adds the folder too
-        sys.path[:] = [p for p in sys.path if p != bench]
-    data = synthetic_coco(tmp_path / "coco", 10, n_val=3)
-    make_subset(data, tmp_path / "part", 7)
-    n_train, n_val = class_view(tmp_path / "part", tmp_path / "view")
+def test_timm_view_links_the_same_training_images(tmp_path: Path,
+                                                  timm_compare: types.ModuleType) -> None:
+    data = timm_compare.synthetic_coco(tmp_path / "coco", 10, n_val=3)
+    timm_compare.make_subset(data, tmp_path / "part", 7)
+    n_train, n_val = timm_compare.class_view(tmp_path / "part", tmp_path / "view")
     assert (n_train, n_val) == (7, 3)
     linked = sorted(p for p in (tmp_path / "view" / "train").rglob("*.jpg"))
     ann = json.loads((tmp_path / "part" / "annotations" / "instances_train2017.json").read_text())
