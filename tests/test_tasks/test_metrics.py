@@ -111,18 +111,20 @@ def test_average_precision_same_on_one_and_two_threads() -> None:
     np.testing.assert_array_equal(one, two)  # bit for bit, NaNs in the same places
 
 
+@pytest.mark.parametrize("below_one", [True, False])  # float64: float keys, integer keys
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])  # 64- and 32-bit sort keys
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_average_precision_edge_scores_exact_and_the_same_on_any_thread_count(
-    threads: int, dtype: type,
+    threads: int, dtype: type, below_one: bool,
 ) -> None:
     # > 256 classes: several class blocks, split unevenly over the threads; scores drawn from a
-    # few extreme levels (0, the smallest subnormal, the largest float), so nothing but ties
+    # few extreme levels (0, the smallest subnormal, the largest float below 1 or the largest
+    # float), so nothing but ties
     rng = np.random.default_rng(7)
     n, c = 3000, 300
     info = np.finfo(dtype)
-    levels = np.array([0.0, info.smallest_subnormal, info.tiny, 0.25, 0.5, 1.0, info.max],
-                      dtype=dtype)
+    top = [np.nextafter(dtype(1), dtype(0))] if below_one else [1.0, info.max]
+    levels = np.array([0.0, info.smallest_subnormal, info.tiny, 0.25, 0.5, *top], dtype=dtype)
     scores = levels[rng.integers(0, len(levels), (n, c))]
     targets = rng.random((n, c)) < 0.03
     scores[:, 5] = 0.5  # a constant class: AP = prevalence
@@ -142,6 +144,30 @@ def test_average_precision_edge_scores_exact_and_the_same_on_any_thread_count(
     np.testing.assert_array_equal(np.isnan(got), np.isnan(exp))
     np.testing.assert_allclose(got[~np.isnan(got)], exp[~np.isnan(exp)], rtol=0, atol=1e-12)
     assert got[5] == pytest.approx(targets[:, 5].mean(), abs=1e-12) and got[6] == 1.0
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_average_precision_a_late_score_of_one_switches_its_block_to_integer_keys(
+    threads: int,
+) -> None:
+    # probabilities below 1 everywhere except a 1.0 in the last row of a class of the first
+    # block (its last key tile, after the earlier tiles were built as float keys) and a 1.5 in
+    # a class of the last block: those two blocks restart with integer keys, the middle one
+    # keeps float keys
+    rng = np.random.default_rng(12)
+    n, c = 6000, 600  # 3 blocks of 200 classes, ~18 key tiles each
+    targets = rng.random((n, c)) < 0.05
+    scores = np.round(rng.random((n, c)) * 0.8 + 0.15 * targets, 5)
+    scores[-1, 40], targets[-1, 40] = 1.0, False
+    scores[7, 590], targets[7, 590] = 1.5, True
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        got = M.average_precision_per_class(scores, targets)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(got, average_precision_score(targets, scores, average=None),
+                               rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
