@@ -290,9 +290,11 @@ def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.nda
 
     Non-negative scores (probabilities) take the fast path: one sort per class of keys that
     carry score and target together (32-bit keys for float32 scores, 64-bit for any other
-    dtype, which is computed in float64), classes split in blocks over ``torch.get_num_threads()``
-    threads (numpy releases the GIL). Every class is computed by the same operations whatever
-    the block it falls in, so the result does not depend on the thread count. Scores with a
+    dtype, which is computed in float64; sorted as float64 when every score of a block is
+    below 1), classes split in blocks that the calling thread and ``torch.get_num_threads() -
+    1`` pool threads take in turn (numpy releases the GIL). Every class is computed by the same
+    operations whatever the block and the thread, so the result does not depend on the thread
+    count (the order of the positions, ties and sums is the same with either key). Scores with a
     negative value (logits) take a slower exact path (sort plus binary searches).
 
     Raises:
