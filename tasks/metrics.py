@@ -32,10 +32,10 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -106,7 +106,7 @@ def _sort_rows_inplace(a: np.ndarray) -> None:
         a[block[0]:block[1]].sort(axis=1)
         return True
 
-    _all_blocks(sort_block, list(itertools.pairwise(bounds.tolist())), workers)
+    _run_all(sort_block, list(itertools.pairwise(bounds.tolist())), workers)
 
 
 def _sorted_by_class(s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,8 +124,9 @@ def _sorted_by_class(s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return ss, ts, ends
 
 
-# +inf's bits less 2: even, so a key's lowest bit is the target's; see _ap_block_nonnegative
+# +inf's bits less 2: even, so a key's lowest bit is the target's; see _ap_keys
 _FLOAT_KEY_BASE = np.uint64(0x7FF0_0000_0000_0000 - 2)
+_T = TypeVar("_T")
 _LOCAL = threading.local()
 _WORKSPACE_MAX = 1 << 23  # entries (64 MiB) a thread keeps between calls
 
@@ -147,9 +148,9 @@ def _workspace(size: int, dtype: type[np.unsignedinteger] = np.uint64) -> np.nda
     return buf[:words].view(dtype)[:size]
 
 
-def _ap_block_nonnegative(s: np.ndarray, t: np.ndarray, c0: int, c1: int,
-                          out: np.ndarray) -> bool:
-    """AP of classes ``c0:c1`` into ``out[c0:c1]`` if their scores are all finite and >= 0.
+def _ap_nonnegative(s: np.ndarray, t: np.ndarray, blocks: list[tuple[int, int]], workers: int,
+                    out: np.ndarray) -> bool:
+    """AP of every class into ``out`` if all scores are finite and >= 0, on ``workers`` threads.
 
     ``s`` is float64, or float32 (then everything below holds with 32-bit keys).
 
@@ -165,15 +166,65 @@ def _ap_block_nonnegative(s: np.ndarray, t: np.ndarray, c0: int, c1: int,
     last, so for the last positive of a tie, its position + 1 is #(s >= tie) and its rank among
     the positives + 1 is TP(s >= tie); everything after the sort works on the positives alone
     (a few per cent of the entries), and on one entry per tie. Per class the result is a
-    sequential sum over its ties in score order (``np.bincount``), whatever the block: that is
-    what makes it bit-for-bit the same on any thread count.
+    sequential sum over its ties in score order (``np.bincount``), whatever the block and the
+    thread: that is what makes it bit-for-bit the same on any thread count.
+
+    Three rounds, each shared by the threads through :func:`_run_all`: the keys of each block
+    of classes (``blocks``), then the sort of every few classes (the round with most of the
+    work, in pieces small enough that a thread on a slower CPU takes fewer of them: on this
+    project's 2-vCPU machine one vCPU at times ran the same block 25% slower), then each
+    block's sums.
     """
-    n, cb = s.shape[0], c1 - c0
+    n, n_cls = s.shape
     # float32 scores (a model's outputs, kept as they are by the caller) have exact 32-bit
     # keys, which sort about twice as fast; float64 ones need 64 bits
     kt = np.uint32 if s.dtype == np.float32 else np.uint64
-    size = np.dtype(kt).itemsize
-    keys = _workspace(cb * n, kt).reshape(cb, n)
+    keys = _workspace(n_cls * n, kt).reshape(n_cls, n)  # [C, N], the calling thread's
+    as_float = [False] * len(blocks)
+
+    def build(i: int) -> bool:
+        encoding = _ap_keys(s, t, *blocks[i], keys)
+        as_float[i] = bool(encoding)
+        return encoding is not None
+
+    if not _run_all(build, range(len(blocks)), workers):
+        return False
+    # Sort ~1 MiB of classes at a time and read their positives right away, while those rows
+    # are still in cache: a second pass over the whole [C, N] array came from memory and cost
+    # about as much as the sort itself.
+    step = max(1, (1 << 20) // (keys.itemsize * n))
+    chunks = [(a, min(a + step, c1), i) for i, (c0, c1) in enumerate(blocks)
+              for a in range(c0, c1, step)]
+    found: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0), np.empty(0))] * len(chunks)
+
+    def sort(j: int) -> bool:
+        a, b, i = chunks[j]
+        found[j] = _ap_sorted_positives(keys[a:b], as_float[i])
+        return True
+
+    _run_all(sort, range(len(chunks)), workers)
+
+    def finish(i: int) -> bool:
+        c0, c1 = blocks[i]
+        # the block's chunks in class order; positions made flat within the block
+        mine = [(f + (a - c0) * n, k)
+                for (f, k), (a, _, block) in zip(found, chunks, strict=True) if block == i]
+        _ap_from_positives(np.concatenate([f for f, _ in mine]),
+                           np.concatenate([k for _, k in mine]), n, out[c0:c1])
+        return True
+
+    _run_all(finish, range(len(blocks)), workers)
+    return True
+
+
+def _ap_keys(s: np.ndarray, t: np.ndarray, c0: int, c1: int, keys: np.ndarray) -> bool | None:
+    """The sort keys of classes ``c0:c1`` into ``keys[c0:c1]`` ([C, N] uint64 or uint32).
+
+    Returns True for float64 keys (sort them as float64), False for integer keys, None when
+    some score is negative, -0.0, NaN or infinite (see :func:`_ap_nonnegative`).
+    """
+    n, cb = s.shape[0], c1 - c0
+    kt = keys.dtype.type
     # build the keys in tiles of >= 256 rows and ~64k entries (the caller keeps cb <= 256):
     # transposing tiles that stay in cache is 2-4x faster than one transposed copy of the whole
     # [N, C] block, and tiles that size keep the Python overhead per tile (GIL held) small.
@@ -202,7 +253,7 @@ def _ap_block_nonnegative(s: np.ndarray, t: np.ndarray, c0: int, c1: int,
             bits = k
         top = bits.max()
         if top >= inf_bits:
-            return False
+            return None
         if as_float and top >= one_bits:
             as_float, r0 = False, 0
             continue
@@ -213,27 +264,32 @@ def _ap_block_nonnegative(s: np.ndarray, t: np.ndarray, c0: int, c1: int,
             np.invert(bits, out=k)
             np.left_shift(k, one, out=k)
         np.add(k, t[r0:r0 + rows, c0:c1], out=k)  # the lowest bit is 0 here: add == or
-        keys[:, r0:r0 + rows] = k.T
+        keys[c0:c1, r0:r0 + rows] = k.T
         r0 += rows
-    # Sort ~1 MiB of classes at a time and read their positives right away, while those rows
-    # are still in cache: a second pass over the whole [cb, N] array came from memory and cost
-    # about as much as the sort itself. A positive has flag bit 1, the lowest bit of the key's
-    # least significant byte, so only that byte of each key is read; its lowest bit goes to a
-    # uint8 buffer read as bool, since np.flatnonzero is ~5x faster on bool than on uint8.
+    return as_float
+
+
+def _ap_sorted_positives(part: np.ndarray, as_float: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Sort the key rows ``part`` [k, N] in place; return the flat positions of their
+    positives (descending score order within each row) and those positives' keys.
+
+    A positive has flag bit 1, the lowest bit of the key's least significant byte, so only
+    that byte of each key is read; its lowest bit goes to a uint8 buffer read as bool, since
+    np.flatnonzero is ~5x faster on bool than on uint8.
+    """
+    size = part.itemsize
+    (part.view(np.float64) if as_float else part).sort(axis=1)
     byte = 0 if sys.byteorder == "little" else size - 1
-    step = max(1, (1 << 20) // (size * n))
-    low = np.empty(min(step, cb) * n, dtype=np.uint8)
-    flats, pos_parts = [], []
-    for a in range(0, cb, step):
-        part = keys[a:a + step]
-        (part.view(np.float64) if as_float else part).sort(axis=1)
-        flag = low[:part.size].reshape(part.shape)
-        np.bitwise_and(part.view(np.uint8)[:, byte::size], 1, out=flag)
-        f = np.flatnonzero(flag.view(np.bool_))
-        pos_parts.append(part.reshape(-1)[f])
-        flats.append(f + a * n)
-    flat = np.concatenate(flats)  # positives in descending score order within each class
-    pos_keys = np.concatenate(pos_parts)
+    flag = np.empty(part.shape, dtype=np.uint8)
+    np.bitwise_and(part.view(np.uint8)[:, byte::size], 1, out=flag)
+    f = np.flatnonzero(flag.view(np.bool_))
+    return f, part.reshape(-1)[f]
+
+
+def _ap_from_positives(flat: np.ndarray, pos_keys: np.ndarray, n: int, out: np.ndarray) -> None:
+    """AP of a block of classes into ``out`` [cb] from its positives' flat positions in the
+    block's sorted [cb, N] keys (descending score order within each class) and their keys."""
+    cb = len(out)
     m = len(flat)
     cls = flat // n
     n_pos = np.bincount(cls, minlength=cb)
@@ -249,9 +305,8 @@ def _ap_block_nonnegative(s: np.ndarray, t: np.ndarray, c0: int, c1: int,
     first = np.cumsum(n_pos) - n_pos  # the class's first positive in flat
     precision = (e - first[ce] + 1) / (flat[e] - ce * n + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out[c0:c1] = np.bincount(ce, weights=size * precision, minlength=cb) / n_pos
-    out[c0:c1][n_pos == 0] = np.nan
-    return True
+        out[:] = np.bincount(ce, weights=size * precision, minlength=cb) / n_pos
+    out[n_pos == 0] = np.nan
 
 
 def _ap_searchsorted(s: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -307,47 +362,46 @@ def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.nda
     if s.size < (1 << 18):
         workers = 1  # thread start-up would cost more than it saves
     # one block per thread, and blocks of <= 256 classes (cache-sized tiles, see
-    # _ap_block_nonnegative); more, smaller blocks measured slower (per-call overhead)
+    # _ap_keys); more, smaller blocks measured slower (per-call overhead)
     n_blocks = min(n_cls, max(workers, -(-n_cls // 256)))
     bounds = np.linspace(0, n_cls, n_blocks + 1).astype(int)
     blocks = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-    fast = _all_blocks(lambda b: _ap_block_nonnegative(s, t, b[0], b[1], out), blocks, workers)
-    if fast:
+    if _ap_nonnegative(s, t, blocks, workers, out):
         return out
     # a negative (or non-finite) score somewhere: validate, then the general path
     s, t = check_scores_targets(s, t)
     return _ap_searchsorted(s, t)
 
 
-def _all_blocks(fn: Callable[[tuple[int, int]], bool], blocks: list[tuple[int, int]],
-                workers: int) -> bool:
-    """``all(fn(b) for b in blocks)`` on ``workers`` threads: the calling thread and
-    ``workers - 1`` pool threads take the next block from one shared queue until none is left.
+def _run_all(fn: Callable[[_T], bool], items: Sequence[_T], workers: int) -> bool:
+    """``all(fn(x) for x in items)`` on ``workers`` threads: the calling thread and
+    ``workers - 1`` pool threads take the next item from one shared queue until none is left.
 
-    Stops handing out blocks once one returns False. The calling thread works instead of
+    Stops handing out items once one returns False. The calling thread works instead of
     waiting because, on this project's 2-vCPU machines, two pool threads woken together after
     other work (scikit-learn in the benchmark) often ran on the same CPU for the whole call:
     AP at (40137, 80) took 29-43 ms instead of 22 ms, worse than one thread (38 ms); with the
     calling thread working it took 22-23 ms. Which thread computes a block does not change its
-    result (see :func:`_ap_block_nonnegative`).
+    result (see :func:`_ap_nonnegative`).
     """
-    if workers <= 1 or len(blocks) <= 1:
-        return all(fn(b) for b in blocks)
-    queue = iter(blocks)
+    if workers <= 1 or len(items) <= 1:
+        return all(fn(x) for x in items)
+    queue = iter(items)
     lock = threading.Lock()
     failed = threading.Event()
+    done = object()
 
     def drain() -> None:
         while not failed.is_set():
             with lock:
-                block = next(queue, None)
-            if block is None:
+                item = next(queue, done)
+            if item is done:
                 return
-            if not fn(block):
+            if not fn(item):  # type: ignore[arg-type]
                 failed.set()
 
     helpers = [_thread_pool(workers - 1).submit(drain)
-               for _ in range(min(workers, len(blocks)) - 1)]
+               for _ in range(min(workers, len(items)) - 1)]
     drain()
     for h in helpers:
         h.result()  # re-raises a helper's exception here
