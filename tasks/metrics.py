@@ -397,12 +397,22 @@ def _run_all(fn: Callable[[_T], bool], items: Sequence[_T], workers: int) -> boo
                 item = next(queue, done)
             if item is done:
                 return
-            if not fn(item):  # type: ignore[arg-type]
+            try:
+                ok = fn(item)  # type: ignore[arg-type]
+            except BaseException:
+                failed.set()  # the other threads take no more items
+                raise
+            if not ok:
                 failed.set()
 
     helpers = [_thread_pool(workers - 1).submit(drain)
                for _ in range(min(workers, len(items)) - 1)]
-    drain()
+    try:
+        drain()
+    finally:
+        # never return (or raise) while a helper still works on the caller's buffers
+        for h in helpers:
+            h.exception()
     for h in helpers:
         h.result()  # re-raises a helper's exception here
     return not failed.is_set()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -96,6 +99,46 @@ def test_average_precision_heavy_ties_and_empty_classes_equal_sklearn(
     exp = _sklearn_ap(scores, targets)
     assert np.isnan(got[:3]).all() and not np.isnan(got[3:]).any()
     np.testing.assert_allclose(got[3:], exp[3:], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("failing", ["caller", "pool"])
+def test_run_all_raises_only_after_every_thread_has_stopped(failing: str) -> None:
+    # AP's threads write into the calling thread's buffers: an exception in any of them must
+    # reach the caller only after the other thread has finished its item, and stop the rest
+    caller = threading.current_thread()
+    lock = threading.Lock()
+    running, done = [0], []
+
+    def work(item: int) -> bool:
+        with lock:
+            running[0] += 1
+        try:
+            if (threading.current_thread() is caller) == (failing == "caller") and item >= 2:
+                raise RuntimeError(f"{failing} failed")  # while the other thread sleeps
+            time.sleep(0.02)
+            done.append(item)
+            return True
+        finally:
+            with lock:
+                running[0] -= 1
+
+    with pytest.raises(RuntimeError, match=f"{failing} failed"):
+        M._run_all(work, list(range(40)), 2)
+    assert running[0] == 0
+    assert len(done) < 10
+
+
+def test_run_all_stops_handing_out_items_after_a_false() -> None:
+    done = []
+
+    def work(item: int) -> bool:
+        time.sleep(0.005)
+        done.append(item)
+        return item != 3
+
+    assert M._run_all(work, list(range(40)), 2) is False
+    assert 3 in done and len(done) < 10
+    assert M._run_all(lambda item: True, list(range(5)), 2) is True
 
 
 def test_average_precision_same_on_one_and_two_threads() -> None:
