@@ -641,6 +641,21 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
     return shapes
 
 
+def allocator_settings() -> str:
+    """The environment that sets the C allocator's behaviour (glibc's ``MALLOC_*_`` variables,
+    ``GLIBC_TUNABLES``, a preloaded allocator), or "defaults".
+
+    Part of what made a number: on CPU, whether a fresh [N, C] tensor comes from memory the
+    process already holds or from new pages it must fault in depends on the allocator's state,
+    and at 4096x1000 that flips eager BCE-with-logits between about 10 and 15 ms a call
+    (BENCHMARKS.md, "Allocator dependence").
+    """
+    names = sorted(k for k in os.environ
+                   if (k.startswith("MALLOC_") and k.endswith("_"))
+                   or k in ("GLIBC_TUNABLES", "LD_PRELOAD"))
+    return ", ".join(f"{k}={os.environ[k]}" for k in names) or "defaults"
+
+
 def header(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """Machine and settings line that goes on top of every report."""
     name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device
@@ -648,7 +663,8 @@ def header(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
         f"torch {torch.__version__}, python {platform.python_version()}, device {name}, "
         f"inputs {str(dtype).removeprefix('torch.')}, "
         f"torch.get_num_threads() = {torch.get_num_threads()}, os.cpu_count() = "
-        f"{os.cpu_count()}, {time.strftime('%Y-%m-%d %H:%M')}"
+        f"{os.cpu_count()}, allocator {allocator_settings()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
     )
 
 
