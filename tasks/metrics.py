@@ -173,17 +173,37 @@ def _ap_nonnegative(s: np.ndarray, t: np.ndarray, blocks: list[tuple[int, int]],
     of classes (``blocks``), then the sort of every few classes (the round with most of the
     work, in pieces small enough that a thread on a slower CPU takes fewer of them: on this
     project's 2-vCPU machine one vCPU at times ran the same block 25% slower), then each
-    block's sums.
+    block's sums. The rounds run on ``workers`` blocks at a time, so the keys held at once
+    are those of ``workers`` blocks (<= 256 classes each), whatever the number of classes.
     """
-    n, n_cls = s.shape
+    n = s.shape[0]
     # float32 scores (a model's outputs, kept as they are by the caller) have exact 32-bit
     # keys, which sort about twice as fast; float64 ones need 64 bits
     kt = np.uint32 if s.dtype == np.float32 else np.uint64
-    keys = _workspace(n_cls * n, kt).reshape(n_cls, n)  # [C, N], the calling thread's
+    group_size = max(1, workers)
+    widest = max(sum(c1 - c0 for c0, c1 in blocks[g:g + group_size])
+                 for g in range(0, len(blocks), group_size))
+    buffer = _workspace(widest * n, kt)  # the calling thread's
+    for g in range(0, len(blocks), group_size):
+        group = blocks[g:g + group_size]
+        g0 = group[0][0]
+        keys = buffer[:(group[-1][1] - g0) * n].reshape(-1, n)  # [classes of the group, N]
+        if not _ap_group(s, t, [(c0 - g0, c1 - g0) for c0, c1 in group], g0, keys, workers,
+                         out):
+            return False
+    return True
+
+
+def _ap_group(s: np.ndarray, t: np.ndarray, blocks: list[tuple[int, int]], g0: int,
+              keys: np.ndarray, workers: int, out: np.ndarray) -> bool:
+    """The three rounds of :func:`_ap_nonnegative` for ``blocks`` (classes counted from
+    ``g0``), with ``keys`` [their classes, N] as the key buffer."""
+    n = s.shape[0]
     as_float = [False] * len(blocks)
 
     def build(i: int) -> bool:
-        encoding = _ap_keys(s, t, *blocks[i], keys)
+        c0, c1 = blocks[i]
+        encoding = _ap_keys(s, t, g0 + c0, g0 + c1, keys[c0:c1])
         as_float[i] = bool(encoding)
         return encoding is not None
 
@@ -210,7 +230,7 @@ def _ap_nonnegative(s: np.ndarray, t: np.ndarray, blocks: list[tuple[int, int]],
         mine = [(f + (a - c0) * n, k)
                 for (f, k), (a, _, block) in zip(found, chunks, strict=True) if block == i]
         _ap_from_positives(np.concatenate([f for f, _ in mine]),
-                           np.concatenate([k for _, k in mine]), n, out[c0:c1])
+                           np.concatenate([k for _, k in mine]), n, out[g0 + c0:g0 + c1])
         return True
 
     _run_all(finish, range(len(blocks)), workers)
@@ -218,7 +238,7 @@ def _ap_nonnegative(s: np.ndarray, t: np.ndarray, blocks: list[tuple[int, int]],
 
 
 def _ap_keys(s: np.ndarray, t: np.ndarray, c0: int, c1: int, keys: np.ndarray) -> bool | None:
-    """The sort keys of classes ``c0:c1`` into ``keys[c0:c1]`` ([C, N] uint64 or uint32).
+    """The sort keys of classes ``c0:c1`` into ``keys`` ([c1 - c0, N] uint64 or uint32).
 
     Returns True for float64 keys (sort them as float64), False for integer keys, None when
     some score is negative, -0.0, NaN or infinite (see :func:`_ap_nonnegative`).
@@ -264,7 +284,7 @@ def _ap_keys(s: np.ndarray, t: np.ndarray, c0: int, c1: int, keys: np.ndarray) -
             np.invert(bits, out=k)
             np.left_shift(k, one, out=k)
         np.add(k, t[r0:r0 + rows, c0:c1], out=k)  # the lowest bit is 0 here: add == or
-        keys[c0:c1, r0:r0 + rows] = k.T
+        keys[:, r0:r0 + rows] = k.T
         r0 += rows
     return as_float
 

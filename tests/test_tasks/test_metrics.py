@@ -141,6 +141,33 @@ def test_run_all_stops_handing_out_items_after_a_false() -> None:
     assert M._run_all(lambda item: True, list(range(5)), 2) is True
 
 
+def test_average_precision_holds_the_keys_of_one_block_per_thread_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1200 classes: 5 blocks of 240; with 2 threads the keys of 2 blocks (480 classes) are held
+    # at once, not those of all 1200 (an OpenImages-size evaluation would need gigabytes)
+    rng = np.random.default_rng(13)
+    n, c = 1000, 1200
+    targets = rng.random((n, c)) < 0.02
+    scores = np.round(rng.random((n, c)) * 0.9 + 0.1 * targets, 4)
+    sizes: list[int] = []
+    workspace = M._workspace
+    monkeypatch.setattr(M, "_workspace",
+                        lambda size, dtype=np.uint64: sizes.append(size) or workspace(size, dtype))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = M.average_precision_per_class(scores, targets)
+        assert max(sizes) == 240 * n
+        torch.set_num_threads(2)
+        two = M.average_precision_per_class(scores, targets)
+        assert max(sizes) == 480 * n
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_allclose(two, _sklearn_ap(scores, targets), rtol=0, atol=1e-12)
+
+
 def test_average_precision_same_on_one_and_two_threads() -> None:
     scores, targets = _heavy_ties(5000, 120, seed=3)  # above the size where threads are used
     before = torch.get_num_threads()
