@@ -181,8 +181,8 @@ def _ap_nonnegative(s: np.ndarray, t: np.ndarray, blocks: list[tuple[int, int]],
     # keys, which sort about twice as fast; float64 ones need 64 bits
     kt = np.uint32 if s.dtype == np.float32 else np.uint64
     group_size = max(1, workers)
-    widest = max(sum(c1 - c0 for c0, c1 in blocks[g:g + group_size])
-                 for g in range(0, len(blocks), group_size))
+    widest = max((sum(c1 - c0 for c0, c1 in blocks[g:g + group_size])
+                  for g in range(0, len(blocks), group_size)), default=0)  # 0: no class
     buffer = _workspace(widest * n, kt)  # the calling thread's
     for g in range(0, len(blocks), group_size):
         group = blocks[g:g + group_size]

@@ -168,6 +168,10 @@ def test_average_precision_holds_the_keys_of_one_block_per_thread_at_a_time(
     np.testing.assert_allclose(two, _sklearn_ap(scores, targets), rtol=0, atol=1e-12)
 
 
+def test_average_precision_of_no_class_is_empty() -> None:
+    assert M.average_precision_per_class(np.zeros((5, 0)), np.zeros((5, 0))).shape == (0,)
+
+
 def test_average_precision_same_on_one_and_two_threads() -> None:
     scores, targets = _heavy_ties(5000, 120, seed=3)  # above the size where threads are used
     before = torch.get_num_threads()
