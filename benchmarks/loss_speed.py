@@ -647,8 +647,8 @@ def allocator_settings() -> str:
 
     Part of what made a number: on CPU, whether a fresh [N, C] tensor comes from memory the
     process already holds or from new pages it must fault in depends on the allocator's state,
-    and at 4096x1000 that flips eager BCE-with-logits between about 10 and 15 ms a call
-    (BENCHMARKS.md, "Allocator dependence").
+    and at 4096x1000 that moved eager BCE-with-logits between about 10 ms a call (no page
+    faults) and 14-17 ms (its 15.6 MiB faulted in; BENCHMARKS.md, "Allocator dependence").
     """
     names = sorted(k for k in os.environ
                    if (k.startswith("MALLOC_") and k.endswith("_"))

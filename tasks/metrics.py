@@ -184,21 +184,17 @@ def _ap_nonnegative(s: np.ndarray, t: np.ndarray, blocks: list[tuple[int, int]],
     widest = max((sum(c1 - c0 for c0, c1 in blocks[g:g + group_size])
                   for g in range(0, len(blocks), group_size)), default=0)  # 0: no class
     buffer = _workspace(widest * n, kt)  # the calling thread's
-    for g in range(0, len(blocks), group_size):
-        group = blocks[g:g + group_size]
-        g0 = group[0][0]
-        keys = buffer[:(group[-1][1] - g0) * n].reshape(-1, n)  # [classes of the group, N]
-        if not _ap_group(s, t, [(c0 - g0, c1 - g0) for c0, c1 in group], g0, keys, workers,
-                         out):
-            return False
-    return True
+    return all(_ap_group(s, t, blocks[g:g + group_size], buffer, workers, out)
+               for g in range(0, len(blocks), group_size))
 
 
-def _ap_group(s: np.ndarray, t: np.ndarray, blocks: list[tuple[int, int]], g0: int,
-              keys: np.ndarray, workers: int, out: np.ndarray) -> bool:
-    """The three rounds of :func:`_ap_nonnegative` for ``blocks`` (classes counted from
-    ``g0``), with ``keys`` [their classes, N] as the key buffer."""
-    n = s.shape[0]
+def _ap_group(s: np.ndarray, t: np.ndarray, blocks: list[tuple[int, int]], buffer: np.ndarray,
+              workers: int, out: np.ndarray) -> bool:
+    """The three rounds of :func:`_ap_nonnegative` for ``blocks`` (consecutive), with the
+    start of ``buffer`` as their keys [their classes, N]."""
+    n, g0 = s.shape[0], blocks[0][0]
+    keys = buffer[:(blocks[-1][1] - g0) * n].reshape(-1, n)  # row r: class g0 + r
+    blocks = [(c0 - g0, c1 - g0) for c0, c1 in blocks]  # rows of keys from here on
     as_float = [False] * len(blocks)
 
     def build(i: int) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -24,6 +26,17 @@ from tasks import metrics as M
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count (which AP splits classes over) set to ``n`` inside."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @st.composite
@@ -154,16 +167,12 @@ def test_average_precision_holds_the_keys_of_one_block_per_thread_at_a_time(
     workspace = M._workspace
     monkeypatch.setattr(M, "_workspace",
                         lambda size, dtype=np.uint64: sizes.append(size) or workspace(size, dtype))
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with _threads(1):
         one = M.average_precision_per_class(scores, targets)
-        assert max(sizes) == 240 * n
-        torch.set_num_threads(2)
+    assert max(sizes) == 240 * n
+    with _threads(2):
         two = M.average_precision_per_class(scores, targets)
-        assert max(sizes) == 480 * n
-    finally:
-        torch.set_num_threads(before)
+    assert max(sizes) == 480 * n
     np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(two, _sklearn_ap(scores, targets), rtol=0, atol=1e-12)
 
@@ -174,14 +183,10 @@ def test_average_precision_of_no_class_is_empty() -> None:
 
 def test_average_precision_same_on_one_and_two_threads() -> None:
     scores, targets = _heavy_ties(5000, 120, seed=3)  # above the size where threads are used
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with _threads(1):
         one = M.average_precision_per_class(scores, targets)
-        torch.set_num_threads(2)
+    with _threads(2):
         two = M.average_precision_per_class(scores, targets)
-    finally:
-        torch.set_num_threads(before)
     np.testing.assert_array_equal(one, two)  # bit for bit, NaNs in the same places
 
 
@@ -205,14 +210,10 @@ def test_average_precision_edge_scores_exact_and_the_same_on_any_thread_count(
     targets[:, 6] = True  # every row positive: AP 1
     targets[:, 7] = False  # no positive: NaN
     targets[:, 8] = scores[:, 8] == 0.0  # the positives are exactly the lowest scores
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with _threads(1):
         one = M.average_precision_per_class(scores, targets)
-        torch.set_num_threads(threads)
+    with _threads(threads):
         got = M.average_precision_per_class(scores, targets)
-    finally:
-        torch.set_num_threads(before)
     np.testing.assert_array_equal(got, one)  # bit for bit, NaNs in the same places
     exp = _sklearn_ap(scores.astype(np.float64), targets)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(exp))
@@ -234,12 +235,8 @@ def test_average_precision_a_late_score_of_one_switches_its_block_to_integer_key
     scores = np.round(rng.random((n, c)) * 0.8 + 0.15 * targets, 5)
     scores[-1, 40], targets[-1, 40] = 1.0, False
     scores[7, 590], targets[7, 590] = 1.5, True
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
+    with _threads(threads):
         got = M.average_precision_per_class(scores, targets)
-    finally:
-        torch.set_num_threads(before)
     np.testing.assert_allclose(got, average_precision_score(targets, scores, average=None),
                                rtol=0, atol=1e-12)
 
@@ -250,14 +247,10 @@ def test_average_precision_float32_input_equals_sklearn(threads: int) -> None:
     targets = rng.random((6000, 50)) < 0.05
     # float32 probabilities with ties (as a model's sigmoid outputs), positives a bit higher
     scores = np.round(rng.random((6000, 50)) * 0.9 + 0.1 * targets, 3).astype(np.float32)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(threads)
+    with _threads(threads):
         got = M.average_precision_per_class(scores, targets)
         got_torch = M.average_precision_per_class(torch.from_numpy(scores),
                                                   torch.from_numpy(targets))
-    finally:
-        torch.set_num_threads(before)
     exp = average_precision_score(targets, scores.astype(np.float64), average=None)
     np.testing.assert_allclose(got, exp, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(got, got_torch)
