@@ -648,7 +648,10 @@ class _CompiledPolyLossFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,  # type: ignore[override]
                 scale: float, kernel: Callable[..., tuple[Tensor, Tensor]]) -> Tensor:
-        with torch.autocast(device_type=z.device.type, enabled=False):
+        if torch.is_autocast_enabled(z.device.type):
+            with torch.autocast(device_type=z.device.type, enabled=False):
+                out, grad = kernel(z, targets, hp, reduction, scale)
+        else:  # entering autocast's context costs host time that a GPU call is bound by
             out, grad = kernel(z, targets, hp, reduction, scale)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(grad)
@@ -658,6 +661,11 @@ class _CompiledPolyLossFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
+        if grad.device.type in _TRITON_DEVICES and grad_out.device == grad.device:
+            # a scalar on the GPU cannot be compared with 1 without a synchronization
+            module = _triton_module()
+            if module.triton is not None:
+                return module.scaled_grad(grad, grad_out), None, None, None, None, None
         return times_grad_out(grad, grad_out), None, None, None, None, None
 
 

@@ -31,7 +31,9 @@ eager; on a GPU the same checks run on CUDA).
 # ruff: noqa: N803  (Triton's convention: compile-time constants are upper case)
 from __future__ import annotations
 
+import functools
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -200,6 +202,103 @@ if triton is not None:
     # the polynomial's coefficients, as globals the jitted function reads as constants
     P0, P1, P2, P3 = (tl.constexpr(c) for c in _ATANH_P)
 
+    @triton.jit
+    def _scale_kernel(g_ptr, s_ptr, out_ptr, n, BLOCK: tl.constexpr):
+        """out = g * s[0]: the product in float32, rounded once to ``out``'s dtype."""
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        s = tl.load(s_ptr)
+        tl.store(out_ptr + offs, (g * s).to(out_ptr.dtype.element_ty), mask=mask)
+
+
+class _Launcher:
+    """Launches one ``@triton.jit`` kernel, binding Triton's compiled kernel once per
+    specialization.
+
+    ``kernel[grid](...)`` runs Triton's ``JITFunction.run`` on every call: it binds the 20-odd
+    arguments, builds the specialization key and looks the compiled kernel up. On an H100 that
+    took 0.039 ms of host time a launch against 0.020 ms for launching the ``CompiledKernel`` it
+    returns directly (``CompiledKernel.run``, what ``JITFunction.run`` ends with), and the
+    compiled loss's call is bound by host time there (``benchmarks/gpu_loss_breakdown.py``,
+    BENCHMARKS.md "GPU"). So the first call of each specialization goes through the JIT, which
+    compiles and returns the ``CompiledKernel``, and later calls launch that one directly.
+
+    The key holds everything ``JITFunction.run`` specializes on: the compile-time constants,
+    each tensor's dtype and 16-byte alignment, and each integer's ``== 1``, ``% 16 == 0`` and
+    32-bit range, plus the device. Under Triton's interpreter (CPU tests) and whenever a direct
+    launch raises, every call goes through the JIT.
+    """
+
+    def __init__(self, jit_function: Any) -> None:
+        self.jit_function = jit_function
+        self.compiled: dict[tuple[Any, ...], Any] = {}
+        self.direct = True
+
+    @staticmethod
+    def _spec(arg: object) -> object:
+        """What Triton specializes a runtime argument on."""
+        if isinstance(arg, Tensor):
+            return arg.dtype, arg.data_ptr() % 16 == 0
+        if isinstance(arg, bool):
+            return bool, arg
+        if isinstance(arg, int):
+            return int, arg == 1, arg % 16 == 0, -(2**31) <= arg < 2**31
+        return type(arg)
+
+    def __call__(self, grid: int, device: torch.device, args: tuple[Any, ...],
+                 constants: tuple[tuple[str, Any], ...]) -> None:
+        """Launch ``grid`` programs with runtime ``args`` and compile-time ``constants``
+        (name, value) pairs, in the kernel's parameter order."""
+        if not (self.direct and device.type == "cuda"):
+            self.jit_function[(grid,)](*args, **dict(constants))
+            return
+        key = (device.index, constants, *(self._spec(a) for a in args))
+        compiled = self.compiled.get(key)
+        if compiled is None:
+            compiled = self.jit_function[(grid,)](*args, **dict(constants))
+            if hasattr(compiled, "result"):  # Triton's asynchronous compilation
+                compiled = compiled.result()
+            names = tuple(self.jit_function.arg_names)
+            if names != (*names[:len(args)], *(name for name, _ in constants)):
+                self.direct = False  # a direct launch passes the constants in this order
+            self.compiled[key] = compiled
+            return
+        launch_args = (*args, *(value for _, value in constants))
+        try:
+            stream = torch._C._cuda_getCurrentRawStream(device.index)
+            hooks = triton.knobs.runtime
+            compiled.run(grid, 1, 1, stream, compiled.function, compiled.packed_metadata,
+                         compiled.launch_metadata((grid, 1, 1), stream, *launch_args),
+                         hooks.launch_enter_hook, hooks.launch_exit_hook, *launch_args)
+        except Exception:  # an API change in Triton: launch through its JIT from now on
+            self.direct = False
+            self.jit_function[(grid,)](*args, **dict(constants))
+
+
+@functools.cache
+def _constants(hp: PolyParams, scale: float, per_element: bool) -> tuple[tuple[str, Any], ...]:
+    """The poly kernel's compile-time constants for coefficients ``hp`` (computed once)."""
+    m, eps = hp.clip, hp.eps
+    return (
+        ("SCALE", float(scale)), ("M", float(m)), ("BIG", _margin_shift(m) if m > 0 else 0.0),
+        ("C_M", m / (1.0 + m) if m > 0 else 0.0), ("LOG1P_M", math.log1p(m)),
+        ("GP", float(hp.gamma_pos)),
+        ("GP1_INT", small_int_exponent(hp.gamma_pos - 1.0) if hp.gamma_pos else 0),
+        ("GN", float(hp.gamma_neg)),
+        ("GN1_INT", small_int_exponent(hp.gamma_neg - 1.0) if hp.gamma_neg else 0),
+        ("A1", float(hp.a1)), ("A2", float(hp.a2)), ("B1", float(hp.b1)), ("B0", float(hp.b0)),
+        ("SP", float(hp.scale_pos)), ("SN", float(hp.scale_neg)),
+        ("CAP", -math.log(eps) if eps > 0 else 0.0),
+        ("CAP_NEG", eps > 0 and not m >= 2.0 * eps),
+        ("DETACH", bool(hp.detach_focal_weight)), ("PER_ELEMENT", per_element),
+        ("BLOCK", BLOCK),
+    )
+
+
+_POLY = _Launcher(_poly_kernel) if triton is not None else None
+_SCALE = _Launcher(_scale_kernel) if triton is not None else None
+
 
 def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
                    scale: float) -> tuple[Tensor, Tensor]:
@@ -215,18 +314,24 @@ def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
     blocks = triton.cdiv(n, BLOCK)
     loss = torch.empty(z.shape if per_element else (blocks,), dtype=torch.float32,
                        device=z.device)  # [N, C] or [blocks]
-    m, eps = hp.clip, hp.eps
-    big = _margin_shift(m) if m > 0 else 0.0
     reduce_factor = grad_scale(z, reduction)  # 1/(N C), 1/N or 1
-    _poly_kernel[(blocks,)](
-        z, y, grad, loss, n, scale * reduce_factor, reduce_factor,
-        SCALE=float(scale), M=float(m), BIG=big, C_M=m / (1.0 + m) if m > 0 else 0.0,
-        LOG1P_M=math.log1p(m), GP=float(hp.gamma_pos),
-        GP1_INT=small_int_exponent(hp.gamma_pos - 1.0) if hp.gamma_pos else 0,
-        GN=float(hp.gamma_neg),
-        GN1_INT=small_int_exponent(hp.gamma_neg - 1.0) if hp.gamma_neg else 0,
-        A1=float(hp.a1), A2=float(hp.a2), B1=float(hp.b1), B0=float(hp.b0),
-        SP=float(hp.scale_pos), SN=float(hp.scale_neg),
-        CAP=-math.log(eps) if eps > 0 else 0.0, CAP_NEG=eps > 0 and not m >= 2.0 * eps,
-        DETACH=bool(hp.detach_focal_weight), PER_ELEMENT=per_element, BLOCK=BLOCK)
+    _POLY(blocks, z.device, (z, y, grad, loss, n, scale * reduce_factor, reduce_factor),
+          _constants(hp, float(scale), per_element))
     return loss if per_element else loss.sum(), grad  # the block sums come scaled
+
+
+def scaled_grad(grad: Tensor, grad_out: Tensor) -> Tensor:
+    """``grad * grad_out`` for a scalar ``grad_out`` on ``grad``'s device, as one launch of
+    ``_scale_kernel`` into a new tensor (what ``torch.mul`` returns, same rounding: the
+    product in float32, rounded once to ``grad``'s dtype). The compiled loss's backward on
+    CUDA: there ``torch.mul`` by a 0-dim device tensor cost more host time than the whole
+    launch (BENCHMARKS.md "GPU"). Any other ``grad_out`` (reduction "none") takes ``torch.mul``.
+    """
+    if (grad_out.numel() != 1 or grad_out.dtype != torch.float32 or grad.dtype == torch.float64
+            or not grad.is_contiguous() or grad_out.device != grad.device):
+        return grad * grad_out
+    out = torch.empty_like(grad)  # [N, C] in grad's dtype
+    n = grad.numel()
+    _SCALE(triton.cdiv(n, BLOCK), grad.device, (grad, grad_out, out, n),
+           (("BLOCK", BLOCK),))
+    return out

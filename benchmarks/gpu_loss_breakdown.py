@@ -1,0 +1,303 @@
+"""Where one compiled loss call's time goes on CUDA: host work against device work, layer by layer.
+
+``benchmarks/loss_speed.py --device cuda`` times each forward+backward between two
+``torch.cuda.synchronize()``: the row is the host work that the kernels do not hide plus the
+kernels. This script takes one compiled family loss (default asl) at one shape (default
+1024x9605) apart, next to eager BCE-with-logits and the memory floor, in one process on the
+same inputs. Rows, from the whole call down to one launch:
+
+* ``BCE-with-logits fwd+bwd``: the reference, ``F.binary_cross_entropy_with_logits(z, y)``
+  then ``.backward()``.
+* ``<loss> (compiled) fwd+bwd``: ``create_loss(loss, compile=True)(z, y).backward()``.
+* ``<loss> (compiled) fwd+bwd, JIT launch and torch.mul backward``: the same with the two
+  host-time savings of ``losses/_triton.py`` switched off (every launch through Triton's JIT;
+  backward's ``grad * grad_out`` by ``torch.mul``), for the before/after in one run.
+* ``<loss> (compiled) forward``: the same without ``.backward()`` (the graph is dropped).
+* ``value_and_grad``: ``losses._triton.value_and_grad`` alone (no module, no autograd): the
+  buffers, the launch and the partial sums' ``sum``.
+* ``kernel, JIT launch``: ``_poly_kernel[grid](...)`` with the captured arguments: Triton's
+  ``JITFunction.run`` (binding, specialization key, cache lookup) and the launch.
+* ``kernel, direct launch``: the ``CompiledKernel`` that the JIT launch returned, launched
+  with ``CompiledKernel.run`` (what the JIT launch does after its lookup).
+* ``kernel, losses._triton launcher``: the same through ``losses._triton._Launcher``.
+* ``backward's scaling``: ``torch.mul(g, grad_out)`` with a 0-dim device ``grad_out`` (what
+  backward ran before) against ``losses._triton.scaled_grad`` (one direct launch).
+* ``floor torch.add(z, y, out=g)``: one read of both inputs, one write of [N, C].
+
+Columns (medians over ``--calls`` calls, ``--repeats`` times):
+
+* ``synced ms``: one call between two ``torch.cuda.synchronize()`` (loss_speed.py's timing).
+* ``host ms``: the host time to issue one call while the device is still busy with a
+  ``torch.cuda._sleep`` issued first, so no call waits for the device: the pure host cost.
+* ``device ms``: the device time of one call, from CUDA events around ``--calls`` calls
+  issued behind that sleep, so the device runs them back to back without waiting for the host
+  (``host-bound`` is printed instead where the host issue outlasted the sleep).
+
+Then ``torch.profiler`` tables (self CPU time and device time per operator) of the compiled
+loss and of BCE, written to ``--out``. Run on a CUDA machine (repository root)::
+
+    python benchmarks/gpu_loss_breakdown.py --out /tmp/breakdown
+    python benchmarks/gpu_loss_breakdown.py --loss aam --dtype bfloat16
+
+Benchmarks are not tests: nothing is asserted and the exit status is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from losses import create_loss
+
+
+def sleep_cycles_per_ms() -> float:
+    """GPU clock cycles that ``torch.cuda._sleep`` spins per millisecond (measured)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    cycles = 20_000_000
+    torch.cuda._sleep(cycles)  # warm
+    start.record()
+    torch.cuda._sleep(cycles)
+    end.record()
+    torch.cuda.synchronize()
+    return cycles / start.elapsed_time(end)
+
+
+def time_synced(fn: Callable[[], object], calls: int) -> float:
+    """Median ms of one call between two synchronizations."""
+    times = []
+    for _ in range(calls):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def time_behind_sleep(fn: Callable[[], object], calls: int, cycles_per_ms: float,
+                      sleep_ms: float) -> tuple[float, float | None]:
+    """(host ms per call, device ms per call or None where the host outlasted the sleep)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    torch.cuda._sleep(int(sleep_ms * cycles_per_ms))
+    start.record()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    host_ms = (time.perf_counter() - t0) * 1e3
+    end.record()
+    torch.cuda.synchronize()
+    device = start.elapsed_time(end) / calls if host_ms < 0.8 * sleep_ms else None
+    return host_ms / calls, device
+
+
+class Capture:
+    """Records the arguments of the compiled loss's kernel launch (one real call)."""
+
+    def __init__(self, launcher: Any) -> None:
+        self.launcher = launcher
+        self.original = launcher.jit_function
+        self.grid: tuple[int, ...] | None = None
+        self.args: tuple[Any, ...] = ()
+        self.kwargs: dict[str, Any] = {}
+        self.compiled: Any = None
+
+    def __getitem__(self, grid: tuple[int, ...]) -> Callable[..., Any]:
+        def launch(*args: Any, **kwargs: Any) -> Any:
+            self.grid, self.args, self.kwargs = grid, args, kwargs
+            self.compiled = self.original[grid](*args, **kwargs)
+            return self.compiled
+
+        return launch
+
+    def __enter__(self) -> Capture:
+        self.saved = dict(self.launcher.compiled)
+        self.launcher.compiled.clear()  # so that the call goes through the JIT
+        self.launcher.jit_function = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.launcher.jit_function = self.original
+        self.launcher.compiled.update(self.saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the breakdown table and write the profiler tables to ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loss", default="asl", help="a compiled family loss (default asl)")
+    parser.add_argument("--shape", default="1024x9605", help="N x C (default 1024x9605)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--calls", type=int, default=50, help="calls per measurement")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repetitions")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the profiler tables")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("gpu_loss_breakdown.py needs a CUDA device", file=sys.stderr)
+        return 2
+    import triton  # noqa: F401  (fails loudly where the compiled path has no kernel)
+
+    from losses import _triton
+
+    n, c = (int(v) for v in args.shape.lower().split("x"))
+    dtype = getattr(torch, args.dtype)
+    gen = torch.Generator().manual_seed(0)
+    z = (torch.randn(n, c, generator=gen) - 2.0).cuda().to(dtype).requires_grad_()
+    y = (torch.rand(n, c, generator=gen) < min(3.0 / c, 0.5)).cuda().to(dtype)
+    zd = z.detach()
+    loss = create_loss(args.loss, compile=True).cuda()
+    if args.loss == "aam":
+        z.data.div_(10.0).clamp_(-1.0, 1.0)  # aam takes cosines
+
+    captured: dict[str, Any] = {}
+    original_vg = _triton.value_and_grad
+
+    def spy(z_: Tensor, t_: Tensor, hp: Any, reduction: str, scale: float) -> Any:
+        captured.update(hp=hp, reduction=reduction, scale=scale)
+        return original_vg(z_, t_, hp, reduction, scale)
+
+    _triton.value_and_grad = spy
+    try:
+        with Capture(_triton._POLY) as cap:
+            loss(z, y).backward()
+    finally:
+        _triton.value_and_grad = original_vg
+    if not captured or cap.grid is None:
+        print(f"{args.loss} (compiled) did not run the Triton kernel here", file=sys.stderr)
+        return 2
+    kernel, grid = cap.compiled, cap.grid
+    assert grid is not None
+    names = _triton._poly_kernel.arg_names
+    constants = tuple((name, cap.kwargs[name]) for name in names[len(cap.args):])
+    ordered = [*cap.args, *(cap.kwargs[name] for name in names[len(cap.args):])]
+    from triton import knobs
+
+    def jit_launch() -> None:
+        _triton._poly_kernel[grid](*cap.args, **cap.kwargs)
+
+    def library_launch() -> None:
+        _triton._POLY(grid[0], zd.device, cap.args, constants)
+
+    def direct_launch() -> None:
+        if kernel is None:  # Triton's interpreter compiles nothing
+            return jit_launch()
+        stream = torch.cuda.current_stream().cuda_stream
+        kernel.run(grid[0], 1, 1, stream, kernel.function, kernel.packed_metadata,
+                   kernel.launch_metadata(grid, stream, *ordered),
+                   knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook, *ordered)
+
+    out = torch.empty_like(zd)
+
+    def reference_step() -> None:
+        z.grad = None
+        F.binary_cross_entropy_with_logits(z, y).backward()
+
+    def loss_step() -> None:
+        z.grad = None
+        loss(z, y).backward()
+
+    def forward_only() -> None:
+        loss(z, y)
+
+    def value_and_grad() -> None:
+        original_vg(zd, y, captured["hp"], captured["reduction"], captured["scale"])
+
+    def floor() -> None:
+        torch.add(zd, y, out=out)
+
+    one = torch.ones((), device=zd.device)  # loss.backward()'s grad_out
+    g = torch.randn_like(zd)
+
+    def aten_mul() -> None:
+        torch.mul(g, one)
+
+    def scale_kernel() -> None:
+        _triton.scaled_grad(g, one)
+
+    scaled_grad = _triton.scaled_grad
+
+    def before_step() -> None:
+        _triton._POLY.direct = False
+        _triton.scaled_grad = torch.mul
+        try:
+            loss_step()
+        finally:
+            _triton._POLY.direct = True
+            _triton.scaled_grad = scaled_grad
+
+    rows: list[tuple[str, Callable[[], object]]] = [
+        ("BCE-with-logits fwd+bwd", reference_step),
+        (f"{args.loss} (compiled) fwd+bwd", loss_step),
+        (f"{args.loss} (compiled) fwd+bwd, JIT launch and torch.mul backward", before_step),
+        (f"{args.loss} (compiled) forward", forward_only),
+        ("value_and_grad (no module, no autograd)", value_and_grad),
+        ("kernel, JIT launch", jit_launch),
+        ("kernel, direct launch", direct_launch),
+        ("kernel, losses._triton launcher", library_launch),
+        ("backward's scaling: torch.mul(g, grad_out)", aten_mul),
+        ("backward's scaling: losses._triton.scaled_grad", scale_kernel),
+        ("floor torch.add(z, y, out=g)", floor),
+    ]
+    for _, fn in rows:  # warm every path (allocator, launchers)
+        for _ in range(3):
+            fn()
+    torch.cuda.synchronize()
+    cycles_per_ms = sleep_cycles_per_ms()
+    results: dict[str, dict[str, list[float]]] = {name: {"synced": [], "host": [], "device": []}
+                                                 for name, _ in rows}
+    for rep in range(args.repeats):
+        order = rows[rep % len(rows):] + rows[:rep % len(rows)]  # rotated each repetition
+        for name, fn in order:
+            results[name]["synced"].append(time_synced(fn, args.calls))
+            host, device = time_behind_sleep(fn, args.calls, cycles_per_ms, 100.0)
+            results[name]["host"].append(host)
+            if device is not None:
+                results[name]["device"].append(device)
+
+    def med(values: list[float]) -> str:
+        return f"{statistics.median(values):.3f}" if values else "host-bound"
+
+    print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, Triton "
+          f"{triton_version()}; {args.loss} compiled at {n}x{c} {args.dtype}; medians of "
+          f"{args.repeats} rotated repetitions of {args.calls} calls each")
+    print()
+    print("| call | synced ms | host ms | device ms |")
+    print("|---|---:|---:|---:|")
+    for name, _ in rows:
+        r = results[name]
+        print(f"| {name} | {med(r['synced'])} | {med(r['host'])} | {med(r['device'])} |")
+    print(f"\nlosses._triton launchers launch directly: poly {_triton._POLY.direct}, scale "
+          f"{_triton._SCALE.direct}")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for label, fn in (("loss", loss_step), ("bce", reference_step)):
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for _ in range(20):
+                    fn()
+                torch.cuda.synchronize()
+            table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+            (args.out / f"profile_{label}_{args.dtype}.txt").write_text(table)
+            print(f"\nprofile of {label} (20 calls), top rows by self CPU time:")
+            print("\n".join(table.splitlines()[:14]))
+    return 0
+
+
+def triton_version() -> str:
+    """The installed Triton's version."""
+    import triton
+
+    return triton.__version__
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
