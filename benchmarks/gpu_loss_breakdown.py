@@ -9,9 +9,10 @@ same inputs. Rows, from the whole call down to one launch:
 * ``BCE-with-logits fwd+bwd``: the reference, ``F.binary_cross_entropy_with_logits(z, y)``
   then ``.backward()``.
 * ``<loss> (compiled) fwd+bwd``: ``create_loss(loss, compile=True)(z, y).backward()``.
-* ``<loss> (compiled) fwd+bwd, JIT launch and torch.mul backward``: the same with the two
-  host-time savings of ``losses/_triton.py`` switched off (every launch through Triton's JIT;
-  backward's ``grad * grad_out`` by ``torch.mul``), for the before/after in one run.
+* ``<loss> (compiled) fwd+bwd, Python autograd.Function``: the same through
+  ``_CompiledPolyLossFunction`` (a Python backward node) instead of
+  ``_kernel._with_native_backward``; ``, JIT launch`` also launches through Triton's JIT (the
+  path before ``losses._triton._Launcher``): the before/after in one run.
 * ``<loss> (compiled) forward``: the same without ``.backward()`` (the graph is dropped).
 * ``value_and_grad``: ``losses._triton.value_and_grad`` alone (no module, no autograd): the
   buffers, the launch and the partial sums' ``sum``.
@@ -20,8 +21,8 @@ same inputs. Rows, from the whole call down to one launch:
 * ``kernel, direct launch``: the ``CompiledKernel`` that the JIT launch returned, launched
   with ``CompiledKernel.run`` (what the JIT launch does after its lookup).
 * ``kernel, losses._triton launcher``: the same through ``losses._triton._Launcher``.
-* ``backward's scaling``: ``torch.mul(g, grad_out)`` with a 0-dim device ``grad_out`` (what
-  backward ran before) against ``losses._triton.scaled_grad`` (one direct launch).
+* ``tiny [8]``: the autograd engine's cost of one backward node on an 8-element tensor, a
+  native one (``DotBackward0``) against a Python ``autograd.Function``.
 * ``floor torch.add(z, y, out=g)``: one read of both inputs, one write of [N, C].
 
 Columns (medians over ``--calls`` calls, ``--repeats`` times):
@@ -108,6 +109,7 @@ class Capture:
     def __init__(self, launcher: Any) -> None:
         self.launcher = launcher
         self.original = launcher.jit_function
+        self.arg_names = self.original.arg_names  # the launcher checks the parameter order
         self.grid: tuple[int, ...] | None = None
         self.args: tuple[Any, ...] = ()
         self.kwargs: dict[str, Any] = {}
@@ -215,37 +217,55 @@ def main(argv: list[str] | None = None) -> int:
     def floor() -> None:
         torch.add(zd, y, out=out)
 
-    one = torch.ones((), device=zd.device)  # loss.backward()'s grad_out
-    g = torch.randn_like(zd)
+    from losses import _kernel
 
-    def aten_mul() -> None:
-        torch.mul(g, one)
-
-    def scale_kernel() -> None:
-        _triton.scaled_grad(g, one)
-
-    scaled_grad = _triton.scaled_grad
-
-    def before_step() -> None:
-        _triton._POLY.direct = False
-        _triton.scaled_grad = torch.mul
+    def python_backward_step() -> None:
+        _kernel.NATIVE_BACKWARD = False
         try:
             loss_step()
         finally:
+            _kernel.NATIVE_BACKWARD = True
+
+    def original_step() -> None:
+        _triton._POLY.direct = False
+        try:
+            python_backward_step()
+        finally:
             _triton._POLY.direct = True
-            _triton.scaled_grad = scaled_grad
+
+    # the autograd engine's cost of one node, native against Python, on a tiny tensor
+    tiny = torch.zeros(8, device=zd.device, requires_grad=True)
+    tiny_g = torch.ones(8, device=zd.device)
+
+    class Identity(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+            return x.sum()
+
+        @staticmethod
+        def backward(ctx: Any, grad_out: Tensor) -> Tensor:  # type: ignore[override]
+            return tiny_g * grad_out
+
+    def tiny_native() -> None:
+        tiny.grad = None
+        torch.dot(tiny, tiny_g).backward()
+
+    def tiny_python() -> None:
+        tiny.grad = None
+        Identity.apply(tiny).backward()
 
     rows: list[tuple[str, Callable[[], object]]] = [
         ("BCE-with-logits fwd+bwd", reference_step),
         (f"{args.loss} (compiled) fwd+bwd", loss_step),
-        (f"{args.loss} (compiled) fwd+bwd, JIT launch and torch.mul backward", before_step),
+        (f"{args.loss} (compiled) fwd+bwd, Python autograd.Function", python_backward_step),
+        (f"{args.loss} (compiled) fwd+bwd, Python autograd.Function, JIT launch", original_step),
         (f"{args.loss} (compiled) forward", forward_only),
         ("value_and_grad (no module, no autograd)", value_and_grad),
         ("kernel, JIT launch", jit_launch),
         ("kernel, direct launch", direct_launch),
         ("kernel, losses._triton launcher", library_launch),
-        ("backward's scaling: torch.mul(g, grad_out)", aten_mul),
-        ("backward's scaling: losses._triton.scaled_grad", scale_kernel),
+        ("tiny [8]: dot(x, 1).backward() (native node)", tiny_native),
+        ("tiny [8]: autograd.Function(x).backward() (Python node)", tiny_python),
         ("floor torch.add(z, y, out=g)", floor),
     ]
     for _, fn in rows:  # warm every path (allocator, launchers)
@@ -276,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, _ in rows:
         r = results[name]
         print(f"| {name} | {med(r['synced'])} | {med(r['host'])} | {med(r['device'])} |")
-    print(f"\nlosses._triton launchers launch directly: poly {_triton._POLY.direct}, scale "
-          f"{_triton._SCALE.direct}")
+    print(f"\nlosses._triton's launcher launches directly: {_triton._POLY.direct}")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         for label, fn in (("loss", loss_step), ("bce", reference_step)):

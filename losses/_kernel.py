@@ -661,11 +661,6 @@ class _CompiledPolyLossFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        if grad.device.type in _TRITON_DEVICES and grad_out.device == grad.device:
-            # a scalar on the GPU cannot be compared with 1 without a synchronization
-            module = _triton_module()
-            if module.triton is not None:
-                return module.scaled_grad(grad, grad_out), None, None, None, None, None
         return times_grad_out(grad, grad_out), None, None, None, None, None
 
 
@@ -687,6 +682,46 @@ def _triton_kernel(z: Tensor, hp: PolyParams) -> Callable[..., tuple[Tensor, Ten
     apply (no Triton, float64, a margin below ``_MIN_FAST_MARGIN``)."""
     module = _triton_module()
     return module.value_and_grad if module.available(z, hp) else None
+
+
+# whether the Triton path's scalar losses take _with_native_backward (else the Python
+# _CompiledPolyLossFunction); benchmarks/gpu_loss_breakdown.py switches it for its A/B rows
+NATIVE_BACKWARD = True
+
+
+def _with_native_backward(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
+                          scale: float, kernel: Callable[..., tuple[Tensor, Tensor]]) -> Tensor:
+    """The Triton kernel's scalar loss, differentiable through PyTorch's own autograd nodes.
+
+    The kernel returns the loss ``out`` and its finished gradient ``g`` [N, C]. Returned is
+    ``out + (d - d.detach())`` with ``d = dot(z, g)``: its value is ``out`` exactly (``d - d``
+    is 0 for finite ``d``) and its gradient with respect to ``z`` is ``grad_out * g``
+    (``DotBackward0``), the gradient ``_CompiledPolyLossFunction``'s backward returns. No Python
+    runs in backward: on a GPU the autograd engine runs backward on its own device thread, and
+    there a Python node (``_CompiledPolyLossFunction``'s) cost more host time than everything
+    else in the call, while the device work is a fraction of eager BCE-with-logits' (BENCHMARKS.md
+    "GPU"; ``benchmarks/gpu_loss_breakdown.py``). The price is one more read of ``z`` and ``g``
+    (the dot) and three tiny launches.
+
+    Deviations from ``_CompiledPolyLossFunction``: the product ``grad_out * g`` is taken in
+    ``z``'s dtype (for bfloat16 logits ``grad_out`` is rounded to bfloat16 first; exact for
+    ``loss.backward()``'s 1); a logit of +-inf makes the value NaN (``d`` is then not finite);
+    and where a caller differentiates the returned gradient again (``create_graph=True`` with a
+    ``grad_out`` that requires grad), the loss's own second derivative is taken as zero instead
+    of raising ``once_differentiable``'s error (with a ``grad_out`` that does not require grad,
+    as in ``torch.autograd.grad(loss, params, create_graph=True)``, both paths drop that term
+    alike: the kernel's gradient is a constant to autograd).
+    """
+    with torch.no_grad():
+        out, grad = kernel(z.detach(), targets, hp, reduction, scale)  # [], [N, C]
+    if not (z.requires_grad and torch.is_grad_enabled()):
+        return out
+    if torch.is_autocast_enabled(z.device.type):  # autocast would round the dot's inputs
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            d = torch.dot(z.view(-1), grad.view(-1))
+    else:
+        d = torch.dot(z.view(-1), grad.view(-1))  # [], in z's dtype
+    return out + (d - d.detach())
 
 
 # the compiled kernel of the loss being evaluated (set by compiled_poly_caller's wrapper)
@@ -765,6 +800,9 @@ def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, n
     if kernel is not None and not torch.compiler.is_compiling():  # create_loss(compile=True)
         if logits.device.type in _TRITON_DEVICES:
             triton_kernel = _triton_kernel(logits, hp)
+            if triton_kernel is not None and reduction != "none" and NATIVE_BACKWARD:
+                return _with_native_backward(logits.contiguous(), targets.detach(), hp,
+                                             reduction, scale, triton_kernel)
             kernel = triton_kernel if triton_kernel is not None else kernel
         # the kernel up-casts (and down-casts the gradient) inside its one pass
         return _CompiledPolyLossFunction.apply(logits.contiguous(), targets.detach(), hp,

@@ -202,15 +202,6 @@ if triton is not None:
     # the polynomial's coefficients, as globals the jitted function reads as constants
     P0, P1, P2, P3 = (tl.constexpr(c) for c in _ATANH_P)
 
-    @triton.jit
-    def _scale_kernel(g_ptr, s_ptr, out_ptr, n, BLOCK: tl.constexpr):
-        """out = g * s[0]: the product in float32, rounded once to ``out``'s dtype."""
-        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < n
-        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        s = tl.load(s_ptr)
-        tl.store(out_ptr + offs, (g * s).to(out_ptr.dtype.element_ty), mask=mask)
-
 
 class _Launcher:
     """Launches one ``@triton.jit`` kernel, binding Triton's compiled kernel once per
@@ -297,7 +288,6 @@ def _constants(hp: PolyParams, scale: float, per_element: bool) -> tuple[tuple[s
 
 
 _POLY = _Launcher(_poly_kernel) if triton is not None else None
-_SCALE = _Launcher(_scale_kernel) if triton is not None else None
 
 
 def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
@@ -318,20 +308,3 @@ def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
     _POLY(blocks, z.device, (z, y, grad, loss, n, scale * reduce_factor, reduce_factor),
           _constants(hp, float(scale), per_element))
     return loss if per_element else loss.sum(), grad  # the block sums come scaled
-
-
-def scaled_grad(grad: Tensor, grad_out: Tensor) -> Tensor:
-    """``grad * grad_out`` for a scalar ``grad_out`` on ``grad``'s device, as one launch of
-    ``_scale_kernel`` into a new tensor (what ``torch.mul`` returns, same rounding: the
-    product in float32, rounded once to ``grad``'s dtype). The compiled loss's backward on
-    CUDA: there ``torch.mul`` by a 0-dim device tensor cost more host time than the whole
-    launch (BENCHMARKS.md "GPU"). Any other ``grad_out`` (reduction "none") takes ``torch.mul``.
-    """
-    if (grad_out.numel() != 1 or grad_out.dtype != torch.float32 or grad.dtype == torch.float64
-            or not grad.is_contiguous() or grad_out.device != grad.device):
-        return grad * grad_out
-    out = torch.empty_like(grad)  # [N, C] in grad's dtype
-    n = grad.numel()
-    _SCALE(triton.cdiv(n, BLOCK), grad.device, (grad, grad_out, out, n),
-           (("BLOCK", BLOCK),))
-    return out

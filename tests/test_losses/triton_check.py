@@ -4,7 +4,9 @@ On the CPU it must run under Triton's interpreter (``TRITON_INTERPRET=1`` in the
 set before Triton is imported); with ``--device cuda`` it runs the compiled kernel on a GPU.
 Every family loss, default and with the presets that add margins, caps, polynomial terms and
 positive focusing, every reduction, binary, soft and bool targets, float32 and bfloat16 logits,
-a shape whose last block is partial. Prints one line per case and exits 1 on a mismatch.
+a shape whose last block is partial, and a ``grad_out`` of 0.5; the scalar losses through
+native autograd nodes (``_kernel._with_native_backward``) and through the Python
+``_CompiledPolyLossFunction``. Prints one line per case and exits 1 on a mismatch.
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ def main() -> int:
                     y = torch.rand(z.shape, generator=gen, dtype=torch.float64)
                 eager = create_loss(name, preset=preset, reduction=reduction)
                 compiled = create_loss(name, preset=preset, reduction=reduction, compile=True)
-                for dtype in (torch.float32, torch.bfloat16):
+                for dtype, native in ((torch.float32, True), (torch.bfloat16, True),
+                                      (torch.float32, False), (torch.bfloat16, False)):
+                    # scalar losses: native autograd nodes, or the Python autograd.Function
+                    kernel.NATIVE_BACKWARD = native
                     zd = z.to(dtype)
                     yy = y.bool() if kind == "bool" else y.to(dtype)
                     # the reference: float64 eager on the same (rounded) inputs
@@ -78,7 +83,8 @@ def main() -> int:
                           and v_err <= 1e-6 and g_ok)
                     bad += not ok
                     print(f"{'ok ' if ok else 'BAD'} {name} {preset} {reduction} {kind} "
-                          f"{str(dtype)[6:]}: triton ran {ran}, value rel err {v_err:.1e}, "
+                          f"{str(dtype)[6:]} {'native' if native else 'Function'}: "
+                          f"triton ran {ran}, value rel err {v_err:.1e}, "
                           f"gradient within tolerance {g_ok}")
     print(f"{'FAIL' if bad else 'PASS'}: {bad} of {len(calls)} cases outside tolerance "
           f"(device {device})")
