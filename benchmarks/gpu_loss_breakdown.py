@@ -8,11 +8,11 @@ same inputs. Rows, from the whole call down to one launch:
 
 * ``BCE-with-logits fwd+bwd``: the reference, ``F.binary_cross_entropy_with_logits(z, y)``
   then ``.backward()``.
-* ``<loss> (compiled) fwd+bwd``: ``create_loss(loss, compile=True)(z, y).backward()``.
-* ``<loss> (compiled) fwd+bwd, Python autograd.Function``: the same through
-  ``_CompiledPolyLossFunction`` (a Python backward node) instead of
-  ``_kernel._with_native_backward``; ``, JIT launch`` also launches through Triton's JIT (the
-  path before ``losses._triton._Launcher``): the before/after in one run.
+* ``<loss> (compiled) fwd+bwd, ...``: ``create_loss(loss, compile=True)(z, y).backward()``,
+  its backward through the Python ``_CompiledPolyLossFunction`` or through native autograd
+  nodes (``_kernel._with_native_backward``; ``_kernel.NATIVE_BACKWARD`` picks the library's
+  default); ``, JIT launch`` also launches through Triton's JIT instead of
+  ``losses._triton._Launcher``: the path before either change, in the same run.
 * ``<loss> (compiled) forward``: the same without ``.backward()`` (the graph is dropped).
 * ``value_and_grad``: ``losses._triton.value_and_grad`` alone (no module, no autograd): the
   buffers, the launch and the partial sums' ``sum``.
@@ -219,17 +219,22 @@ def main(argv: list[str] | None = None) -> int:
 
     from losses import _kernel
 
-    def python_backward_step() -> None:
-        _kernel.NATIVE_BACKWARD = False
-        try:
-            loss_step()
-        finally:
-            _kernel.NATIVE_BACKWARD = True
+    default_native = _kernel.NATIVE_BACKWARD
+
+    def with_backward(native: bool) -> Callable[[], None]:
+        def step() -> None:
+            _kernel.NATIVE_BACKWARD = native
+            try:
+                loss_step()
+            finally:
+                _kernel.NATIVE_BACKWARD = default_native
+
+        return step
 
     def original_step() -> None:
         _triton._POLY.direct = False
         try:
-            python_backward_step()
+            with_backward(False)()
         finally:
             _triton._POLY.direct = True
 
@@ -256,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[tuple[str, Callable[[], object]]] = [
         ("BCE-with-logits fwd+bwd", reference_step),
-        (f"{args.loss} (compiled) fwd+bwd", loss_step),
-        (f"{args.loss} (compiled) fwd+bwd, Python autograd.Function", python_backward_step),
+        (f"{args.loss} (compiled) fwd+bwd, Python autograd.Function", with_backward(False)),
+        (f"{args.loss} (compiled) fwd+bwd, native autograd nodes", with_backward(True)),
         (f"{args.loss} (compiled) fwd+bwd, Python autograd.Function, JIT launch", original_step),
         (f"{args.loss} (compiled) forward", forward_only),
         ("value_and_grad (no module, no autograd)", value_and_grad),

@@ -684,9 +684,11 @@ def _triton_kernel(z: Tensor, hp: PolyParams) -> Callable[..., tuple[Tensor, Ten
     return module.value_and_grad if module.available(z, hp) else None
 
 
-# whether the Triton path's scalar losses take _with_native_backward (else the Python
-# _CompiledPolyLossFunction); benchmarks/gpu_loss_breakdown.py switches it for its A/B rows
-NATIVE_BACKWARD = True
+# whether the Triton path's scalar losses take _with_native_backward instead of the Python
+# _CompiledPolyLossFunction. Off: neither has been timed against the other on a GPU yet (the
+# session that wrote it had no device time left); benchmarks/gpu_loss_breakdown.py times both
+# side by side (its "Python autograd.Function" rows), and triton_check.py checks both
+NATIVE_BACKWARD = False
 
 
 def _with_native_backward(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
@@ -697,11 +699,13 @@ def _with_native_backward(z: Tensor, targets: Tensor, hp: PolyParams, reduction:
     ``out + (d - d.detach())`` with ``d = dot(z, g)``: its value is ``out`` exactly (``d - d``
     is 0 for finite ``d``) and its gradient with respect to ``z`` is ``grad_out * g``
     (``DotBackward0``), the gradient ``_CompiledPolyLossFunction``'s backward returns. No Python
-    runs in backward: on a GPU the autograd engine runs backward on its own device thread, and
-    there a Python node (``_CompiledPolyLossFunction``'s) cost more host time than everything
-    else in the call, while the device work is a fraction of eager BCE-with-logits' (BENCHMARKS.md
-    "GPU"; ``benchmarks/gpu_loss_breakdown.py``). The price is one more read of ``z`` and ``g``
-    (the dot) and three tiny launches.
+    runs in backward. Why: on a GPU the autograd engine runs backward on its own device thread,
+    and on the lent H200 the compiled call's backward (the Python node and its ``torch.mul``)
+    took about 0.2 ms of host time against 0.08 ms for its forward, while the call's device work
+    was a fraction of eager BCE-with-logits' (BENCHMARKS.md "GPU"). The price is one more read
+    of ``z`` and ``g`` (the dot) and three tiny launches. Whether it is faster has not been
+    measured yet: ``NATIVE_BACKWARD`` is off until ``benchmarks/gpu_loss_breakdown.py`` has
+    timed both on a GPU.
 
     Deviations from ``_CompiledPolyLossFunction``: the product ``grad_out * g`` is taken in
     ``z``'s dtype (for bfloat16 logits ``grad_out`` is rounded to bfloat16 first; exact for
