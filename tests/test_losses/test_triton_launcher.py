@@ -129,26 +129,22 @@ def test_what_triton_specializes_on_gives_a_new_compilation(change: str) -> None
     assert len(launch.compiled) == before + 1
 
 
-def test_a_direct_launch_that_disagrees_with_the_jit_is_dropped_with_a_warning() -> None:
-    launch = launcher(FakeCompiled(wrong=True))
+@pytest.mark.parametrize(("fake", "message"), [
+    (FakeCompiled(wrong=True), "other values than the JIT"),
+    (FakeCompiled(raises=True), "raised TypeError"),
+], ids=["disagrees", "raises"])
+def test_a_direct_launch_that_disagrees_or_raises_falls_back_to_the_jit(
+        fake: FakeCompiled, message: str) -> None:
+    launch = launcher(fake)
     x = torch.arange(32, dtype=torch.float32)
     call(launch, x)
-    with pytest.warns(RuntimeWarning, match="other values than the JIT"):
+    with pytest.warns(RuntimeWarning, match=message):
         out = call(launch, x)
     assert torch.equal(out, x * 2.0 + 0.5)  # the JIT's values, not the direct launch's
     assert not launch.direct
     calls = len(launch.jit_function.calls)
     call(launch, x)
     assert len(launch.jit_function.calls) == calls + 1
-
-
-def test_a_direct_launch_that_raises_falls_back_to_the_jit() -> None:
-    launch = launcher(FakeCompiled(raises=True))
-    x = torch.arange(32, dtype=torch.float32)
-    call(launch, x)
-    with pytest.warns(RuntimeWarning, match="raised TypeError"):
-        out = call(launch, x)
-    assert torch.equal(out, x * 2.0 + 0.5) and not launch.direct
 
 
 def test_an_unexpected_parameter_order_never_launches_directly() -> None:
