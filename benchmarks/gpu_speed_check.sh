@@ -3,6 +3,8 @@
 #   1. tests/test_losses/triton_check.py --device cuda --quick (the compiled family's Triton
 #      kernel against float64 eager on the GPU), then benchmarks/loss_speed.py at 1024x9605,
 #      float32 and bfloat16 inputs: the compiled family against eager BCE-with-logits;
+#   1b. benchmarks/gpu_loss_breakdown.py, float32 and bfloat16: one compiled call's host and
+#      device time layer by layer, the Python backward node against native autograd nodes;
 #   2. a bf16 end-to-end run_task.py of the coco config aam_coco_paper (2 epochs) on COCO_DIR;
 #   3. benchmarks/timm_train_compare.py: the image plugin's training throughput against timm's
 #      train.py (TIMM_TRAIN), EfficientNetV2-S, 448 px, batch 64, bf16. 1280 images: 1152 to
@@ -14,15 +16,15 @@
 # installed timm's release; step 3 is skipped without it), COCO_DIR (a COCO-layout folder with
 # instances_train2017/val2017.json, e.g. the shared coco_tiny_supergradients; step 2 is skipped
 # without it). LIMIT (default 580): seconds for the whole script; each step has its own limit
-# inside it, and a failed step does not stop the others. STEPS (default "loss e2e timm"): the
-# steps to run.
+# inside it, and a failed step does not stop the others. STEPS (default "loss breakdown e2e
+# timm"): the steps to run.
 set -o pipefail
 OUT=${OUT:-/tmp/mllb_gpu}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 T0=$SECONDS
 LIMIT=${LIMIT:-580}
-STEPS=${STEPS:-loss e2e timm}
+STEPS=${STEPS:-loss breakdown e2e timm}
 nvidia-smi -L
 python3 -c "import torch, timm, accelerate, triton; print('torch', torch.__version__, 'timm', \
 timm.__version__, 'accelerate', accelerate.__version__, 'triton', triton.__version__)"
@@ -35,6 +37,14 @@ for dtype in float32 bfloat16; do
     --shapes 1024x9605 --markdown "$OUT/loss_speed_cuda_$dtype.md" > /dev/null \
     2> >(grep -v "^W[0-9]" >&2) || echo "loss_speed $dtype: rc $?"
   echo "[$((SECONDS - T0)) s] loss_speed $dtype done"
+done
+fi
+if [[ " $STEPS " == *" breakdown "* ]]; then
+for dtype in float32 bfloat16; do
+  timeout 60 python3 benchmarks/gpu_loss_breakdown.py --dtype "$dtype" --out "$OUT/breakdown" \
+    > "$OUT/breakdown_$dtype.txt" 2>&1 || echo "gpu_loss_breakdown $dtype: rc $?"
+  sed -n '/^| call/,/^$/p;/launches directly/p' "$OUT/breakdown_$dtype.txt"
+  echo "[$((SECONDS - T0)) s] breakdown $dtype done"
 done
 fi
 if [ -n "$COCO_DIR" ] && [[ " $STEPS " == *" e2e "* ]]; then

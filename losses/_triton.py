@@ -12,7 +12,10 @@ Why a kernel of its own on a GPU: inductor's compilation of ``_fused_dense`` mea
 and its bfloat16 graph failed to compile in Triton 3.6 there ("PassManager::run failed" in
 make_ttgir, for a kernel whose name says pointwise, so the loss's sum ran apart). Where
 inductor's time went was not measured. This kernel took the compiled rows from 0.66-0.79 ms
-to 0.54-0.58 ms a call there (float32), still 1.0x-1.4x BCE's.
+to 0.54-0.58 ms a call there (float32), still 1.0x-1.4x BCE's. A later session took such a
+call apart (``benchmarks/gpu_loss_breakdown.py``): the kernel runs at the memory floor (0.047
+ms against 0.042 ms on an H100) and the call's kernels take 0.25x-0.29x BCE's device time, but
+a call timed between synchronizations is bound by host work, mostly backward's Python node.
 
 The arithmetic is ``_fused_dense``'s float32 route, line for line (``losses/_kernel.py``): one
 exp, the log1p's as ``2 atanh(s)`` polynomials (``_ATANH_P``), the quotients from one division,
@@ -25,7 +28,8 @@ multiplied by the reduction's factor, and the block sums then added in float32 b
 margins below ``_MIN_FAST_MARGIN`` (which take the library's log there) are not supported
 here: such a loss keeps the inductor path.
 Tests: tests/test_losses/test_triton.py (Triton's interpreter on the CPU, against float64
-eager; on a GPU the same checks run on CUDA).
+eager; on a GPU the same checks run on CUDA) and tests/test_losses/test_triton_launcher.py
+(``_Launcher``'s direct launch, with a fake Triton).
 """
 
 # ruff: noqa: N803  (Triton's convention: compile-time constants are upper case)
