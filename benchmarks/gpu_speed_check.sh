@@ -2,7 +2,9 @@
 # Issue 16's GPU checks in one call, on a CUDA machine, from the repository root:
 #   1. tests/test_losses/triton_check.py --device cuda --quick (the compiled family's Triton
 #      kernel against float64 eager on the GPU), then benchmarks/loss_speed.py at 1024x9605,
-#      float32 and bfloat16 inputs: the compiled family against eager BCE-with-logits;
+#      float32 and bfloat16 inputs, the compiled family's backward through the Python
+#      autograd.Function and through native autograd nodes (BACKWARDS, default "function
+#      native"): the compiled family against eager BCE-with-logits;
 #   1b. benchmarks/gpu_loss_breakdown.py, float32 and bfloat16: one compiled call's host and
 #      device time layer by layer, the Python backward node against native autograd nodes;
 #   2. a bf16 end-to-end run_task.py of the coco config aam_coco_paper (2 epochs) on COCO_DIR;
@@ -32,11 +34,14 @@ if [[ " $STEPS " == *" loss "* ]]; then
 timeout 120 python3 tests/test_losses/triton_check.py --device cuda --quick | grep -v "^ok" \
   || echo "triton_check: rc $?"
 echo "[$((SECONDS - T0)) s] triton_check done"
+for backward in ${BACKWARDS:-function native}; do
 for dtype in float32 bfloat16; do
   timeout 140 python3 benchmarks/loss_speed.py --device cuda --dtype "$dtype" \
-    --shapes 1024x9605 --markdown "$OUT/loss_speed_cuda_$dtype.md" > /dev/null \
-    2> >(grep -v "^W[0-9]" >&2) || echo "loss_speed $dtype: rc $?"
-  echo "[$((SECONDS - T0)) s] loss_speed $dtype done"
+    --shapes 1024x9605 --triton-backward "$backward" \
+    --markdown "$OUT/loss_speed_cuda_${dtype}_$backward.md" > /dev/null \
+    2> >(grep -v "^W[0-9]" >&2) || echo "loss_speed $dtype $backward: rc $?"
+  echo "[$((SECONDS - T0)) s] loss_speed $dtype $backward done"
+done
 done
 fi
 if [[ " $STEPS " == *" breakdown "* ]]; then
@@ -62,7 +67,10 @@ if [ -n "$TIMM_TRAIN" ] && [[ " $STEPS " == *" timm "* ]]; then
     || echo "timm_train_compare: rc $?"
   echo "[$((SECONDS - T0)) s] timm comparison done"
 fi
+for backward in ${BACKWARDS:-function native}; do
 for dtype in float32 bfloat16; do
-  echo "== loss_speed cuda $dtype"
-  sed -n '/^| loss |/,/^$/p;/^- \(PASS\|FAIL\)/p' "$OUT/loss_speed_cuda_$dtype.md" 2>/dev/null
+  echo "== loss_speed cuda $dtype, compiled backward $backward"
+  sed -n '/^| loss |/,/^$/p;/^- \(PASS\|FAIL\)/p' "$OUT/loss_speed_cuda_${dtype}_$backward.md" \
+    2>/dev/null
+done
 done

@@ -75,7 +75,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
-from losses import create_loss
+from losses import _kernel, create_loss
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((256, 1000), (1024, 9605), (4096, 1000))
 APL_LABEL = "apl (alpha1=2.5)"
@@ -664,7 +664,9 @@ def header(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
         f"inputs {str(dtype).removeprefix('torch.')}, "
         f"torch.get_num_threads() = {torch.get_num_threads()}, os.cpu_count() = "
         f"{os.cpu_count()}, allocator {allocator_settings()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M')}"
+        + (f"compiled backward on CUDA {'native' if _kernel.NATIVE_BACKWARD else 'function'}, "
+           if device.type == "cuda" else "")
+        + f"{time.strftime('%Y-%m-%d %H:%M')}"
     )
 
 
@@ -691,6 +693,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
                         help="dtype of the logits and targets (bfloat16: a mixed-precision "
                              "model's logits; every loss still returns a float32 value)")
+    parser.add_argument("--triton-backward", choices=("function", "native"), default=None,
+                        help="CUDA: the compiled family's backward through the Python "
+                             "autograd.Function or native autograd nodes "
+                             "(losses._kernel.NATIVE_BACKWARD; default: the library's)")
     parser.add_argument("--no-compile", action="store_true",
                         help="leave out the compiled rows (no torch.compile)")
     parser.add_argument("--seed", type=int, default=0)
@@ -699,6 +705,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
+    if args.triton_backward is not None:
+        _kernel.NATIVE_BACKWARD = args.triton_backward == "native"
     cases = build_cases(device, compiled=not args.no_compile)
     gpu = device.type == "cuda"
     # the rows a target judges get the alone pairs (on a GPU only the compiled ones)
