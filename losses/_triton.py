@@ -256,6 +256,12 @@ class _Launcher:
         """The current CUDA stream's handle (what Triton's JIT launches on)."""
         return torch._C._cuda_getCurrentRawStream(device.index)
 
+    @staticmethod
+    def _capturing(device: torch.device) -> bool:
+        """Whether a CUDA graph is being captured (the check's comparison would synchronize:
+        it waits for a launch outside the capture)."""
+        return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
     def _jit(self, grid: int, args: tuple[Any, ...],
              constants: tuple[tuple[str, Any], ...]) -> Any:
         return self.jit_function[(grid,)](*args, **dict(constants))
@@ -294,7 +300,7 @@ class _Launcher:
             self._fall_back(f"a direct launch raised {error!r}")
             self._jit(grid, args, constants)
             return
-        if key not in self.checked:
+        if key not in self.checked and not self._capturing(device):
             self.checked.add(key)
             fresh = list(args)
             for i in self.outputs:

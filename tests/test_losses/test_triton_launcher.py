@@ -110,6 +110,19 @@ def test_first_call_compiles_through_the_jit_then_launches_directly_in_parameter
     assert launch.direct
 
 
+def test_no_check_while_a_cuda_graph_is_captured(monkeypatch: pytest.MonkeyPatch) -> None:
+    compiled = FakeCompiled()
+    launch = launcher(compiled)
+    x = torch.arange(32, dtype=torch.float32)
+    call(launch, x)
+    monkeypatch.setattr(type(launch), "_capturing", staticmethod(lambda device: True))
+    call(launch, x)  # direct, unchecked: the check would synchronize inside the capture
+    assert len(compiled.runs) == 1 and len(launch.jit_function.calls) == 1
+    monkeypatch.setattr(type(launch), "_capturing", staticmethod(lambda device: False))
+    call(launch, x)  # checked at the first launch outside a capture
+    assert len(compiled.runs) == 2 and len(launch.jit_function.calls) == 2
+
+
 @pytest.mark.parametrize("change", ["dtype", "alignment", "n % 16", "n == 1", "constant"])
 def test_what_triton_specializes_on_gives_a_new_compilation(change: str) -> None:
     launch = launcher(FakeCompiled())
