@@ -264,9 +264,12 @@ class _Launcher:
 
     def _jit(self, grid: int, args: tuple[Any, ...],
              constants: tuple[tuple[str, Any], ...]) -> Any:
+        """Launch through Triton's JIT; returns its ``CompiledKernel`` (None under the
+        interpreter)."""
         return self.jit_function[(grid,)](*args, **dict(constants))
 
     def _fall_back(self, reason: str) -> None:
+        """Launch through the JIT from now on, and say why once."""
         self.direct = False
         warnings.warn(f"losses._triton: {reason}; launching through Triton's JIT from now on",
                       RuntimeWarning, stacklevel=3)
