@@ -18,9 +18,9 @@ same inputs. Rows, from the whole call down to one launch:
   buffers, the launch and the partial sums' ``sum``.
 * ``kernel, JIT launch``: ``_poly_kernel[grid](...)`` with the captured arguments: Triton's
   ``JITFunction.run`` (binding, specialization key, cache lookup) and the launch.
-* ``kernel, direct launch``: the ``CompiledKernel`` that the JIT launch returned, launched
-  with ``CompiledKernel.run`` (what the JIT launch does after its lookup).
-* ``kernel, losses._triton launcher``: the same through ``losses._triton._Launcher``.
+* ``kernel, losses._triton launcher``: the ``CompiledKernel`` that the JIT launch returned,
+  launched directly by ``losses._triton._Launcher`` (``CompiledKernel.run``, what the JIT
+  launch does after its lookup).
 * ``tiny [8]``: the autograd engine's cost of one backward node on an 8-element tensor, a
   native one (``DotBackward0``) against a Python ``autograd.Function``.
 * ``floor torch.add(z, y, out=g)``: one read of both inputs, one write of [N, C].
@@ -59,6 +59,8 @@ from torch import Tensor
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from loss_speed import make_inputs  # the same inputs as loss_speed.py's rows (this folder)
+
 from losses import create_loss
 
 
@@ -113,13 +115,11 @@ class Capture:
         self.grid: tuple[int, ...] | None = None
         self.args: tuple[Any, ...] = ()
         self.kwargs: dict[str, Any] = {}
-        self.compiled: Any = None
 
     def __getitem__(self, grid: tuple[int, ...]) -> Callable[..., Any]:
         def launch(*args: Any, **kwargs: Any) -> Any:
             self.grid, self.args, self.kwargs = grid, args, kwargs
-            self.compiled = self.original[grid](*args, **kwargs)
-            return self.compiled
+            return self.original[grid](*args, **kwargs)
 
         return launch
 
@@ -147,19 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("gpu_loss_breakdown.py needs a CUDA device", file=sys.stderr)
         return 2
-    import triton  # noqa: F401  (fails loudly where the compiled path has no kernel)
+    import triton  # fails loudly where the compiled path has no kernel
 
     from losses import _triton
 
     n, c = (int(v) for v in args.shape.lower().split("x"))
     dtype = getattr(torch, args.dtype)
-    gen = torch.Generator().manual_seed(0)
-    z = (torch.randn(n, c, generator=gen) - 2.0).cuda().to(dtype).requires_grad_()
-    y = (torch.rand(n, c, generator=gen) < min(3.0 / c, 0.5)).cuda().to(dtype)
+    inputs = make_inputs(n, c, torch.device("cuda"), seed=0, dtype=dtype)
+    z = inputs.cosines if args.loss == "aam" else inputs.logits  # aam takes cosines
+    y = inputs.targets
     zd = z.detach()
     loss = create_loss(args.loss, compile=True).cuda()
-    if args.loss == "aam":
-        z.data.div_(10.0).clamp_(-1.0, 1.0)  # aam takes cosines
 
     captured: dict[str, Any] = {}
     original_vg = _triton.value_and_grad
@@ -177,26 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     if not captured or cap.grid is None:
         print(f"{args.loss} (compiled) did not run the Triton kernel here", file=sys.stderr)
         return 2
-    kernel, grid = cap.compiled, cap.grid
-    assert grid is not None
+    grid = cap.grid
     names = _triton._poly_kernel.arg_names
     constants = tuple((name, cap.kwargs[name]) for name in names[len(cap.args):])
-    ordered = [*cap.args, *(cap.kwargs[name] for name in names[len(cap.args):])]
-    from triton import knobs
 
     def jit_launch() -> None:
         _triton._poly_kernel[grid](*cap.args, **cap.kwargs)
 
     def library_launch() -> None:
         _triton._POLY(grid[0], zd.device, cap.args, constants)
-
-    def direct_launch() -> None:
-        if kernel is None:  # Triton's interpreter compiles nothing
-            return jit_launch()
-        stream = torch.cuda.current_stream().cuda_stream
-        kernel.run(grid[0], 1, 1, stream, kernel.function, kernel.packed_metadata,
-                   kernel.launch_metadata(grid, stream, *ordered),
-                   knobs.runtime.launch_enter_hook, knobs.runtime.launch_exit_hook, *ordered)
 
     out = torch.empty_like(zd)
 
@@ -267,7 +254,6 @@ def main(argv: list[str] | None = None) -> int:
         (f"{args.loss} (compiled) forward", forward_only),
         ("value_and_grad (no module, no autograd)", value_and_grad),
         ("kernel, JIT launch", jit_launch),
-        ("kernel, direct launch", direct_launch),
         ("kernel, losses._triton launcher", library_launch),
         ("tiny [8]: dot(x, 1).backward() (native node)", tiny_native),
         ("tiny [8]: autograd.Function(x).backward() (Python node)", tiny_python),
@@ -293,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return f"{statistics.median(values):.3f}" if values else "host-bound"
 
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, Triton "
-          f"{triton_version()}; {args.loss} compiled at {n}x{c} {args.dtype}; medians of "
+          f"{triton.__version__}; {args.loss} compiled at {n}x{c} {args.dtype}; medians of "
           f"{args.repeats} rotated repetitions of {args.calls} calls each")
     print()
     print("| call | synced ms | host ms | device ms |")
@@ -314,13 +300,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nprofile of {label} (20 calls), top rows by self CPU time:")
             print("\n".join(table.splitlines()[:14]))
     return 0
-
-
-def triton_version() -> str:
-    """The installed Triton's version."""
-    import triton
-
-    return triton.__version__
 
 
 if __name__ == "__main__":

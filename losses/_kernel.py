@@ -34,6 +34,7 @@ the gradient on like the eager kernel's.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import types
@@ -637,6 +638,14 @@ class _DensePolyLossFunction(torch.autograd.Function):
         return grad * grad_out, None, None, None
 
 
+def _without_autocast(device_type: str) -> contextlib.AbstractContextManager[object]:
+    """A context with autocast off on ``device_type``: none at all when it is off already,
+    because entering autocast's context costs host time that a GPU call is bound by."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class _CompiledPolyLossFunction(torch.autograd.Function):
     """An eager ``autograd.Function`` around the compiled kernel (``compiled_poly_caller``).
 
@@ -648,10 +657,7 @@ class _CompiledPolyLossFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,  # type: ignore[override]
                 scale: float, kernel: Callable[..., tuple[Tensor, Tensor]]) -> Tensor:
-        if torch.is_autocast_enabled(z.device.type):
-            with torch.autocast(device_type=z.device.type, enabled=False):
-                out, grad = kernel(z, targets, hp, reduction, scale)
-        else:  # entering autocast's context costs host time that a GPU call is bound by
+        with _without_autocast(z.device.type):
             out, grad = kernel(z, targets, hp, reduction, scale)
         if ctx.needs_input_grad[0]:
             ctx.save_for_backward(grad)
@@ -701,7 +707,7 @@ def _with_native_backward(z: Tensor, targets: Tensor, hp: PolyParams, reduction:
     (``DotBackward0``), the gradient ``_CompiledPolyLossFunction``'s backward returns. No Python
     runs in backward. Why: on a GPU the autograd engine runs backward on its own device thread,
     and on the lent H200 the compiled call's backward (the Python node and its ``torch.mul``)
-    took about 0.2 ms of host time against 0.08 ms for its forward, while the call's device work
+    took about 0.18 ms of host time against 0.08 ms for its forward, while the call's device work
     was a fraction of eager BCE-with-logits' (BENCHMARKS.md "GPU"). The price is one more read
     of ``z`` and ``g`` (the dot) and three tiny launches. Whether it is faster has not been
     measured yet: ``NATIVE_BACKWARD`` is off until ``benchmarks/gpu_loss_breakdown.py`` has
@@ -720,10 +726,7 @@ def _with_native_backward(z: Tensor, targets: Tensor, hp: PolyParams, reduction:
         out, grad = kernel(z.detach(), targets, hp, reduction, scale)  # [], [N, C]
     if not (z.requires_grad and torch.is_grad_enabled()):
         return out
-    if torch.is_autocast_enabled(z.device.type):  # autocast would round the dot's inputs
-        with torch.autocast(device_type=z.device.type, enabled=False):
-            d = torch.dot(z.view(-1), grad.view(-1))
-    else:
+    with _without_autocast(z.device.type):  # autocast would round the dot's inputs
         d = torch.dot(z.view(-1), grad.view(-1))  # [], in z's dtype
     return out + (d - d.detach())
 

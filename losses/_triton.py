@@ -288,7 +288,7 @@ class _Launcher:
             if hasattr(compiled, "result"):  # Triton's asynchronous compilation
                 compiled = compiled.result()
             names = tuple(self.jit_function.arg_names)
-            if names != (*names[:len(args)], *(name for name, _ in constants)):
+            if names[len(args):] != tuple(name for name, _ in constants):
                 self._fall_back(f"unexpected parameter order {names}")
             self.compiled[key] = compiled
             return
