@@ -379,13 +379,21 @@ def times_grad_out(grad: Tensor, grad_out: Tensor) -> Tensor:
     return grad * grad_out
 
 
+def _without_autocast(device_type: str) -> contextlib.AbstractContextManager[object]:
+    """A context with autocast off on ``device_type``: none at all when it is off already,
+    because entering autocast's context costs host time that a GPU call is bound by."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class _PolyLossFunction(torch.autograd.Function):
     """Forward computes value and the finished gradient; backward hands it on (times grad_out)."""
 
     @staticmethod
     def forward(ctx, z: Tensor, targets: Tensor, hp: PolyParams, reduction: str) -> Tensor:  # type: ignore[override]
         need_grad = ctx.needs_input_grad[0]
-        with torch.autocast(device_type=z.device.type, enabled=False):
+        with _without_autocast(z.device.type):
             loss, grad = _elementwise(z, targets, hp, need_grad, grad_scale(z, reduction))
             out = reduce(loss, reduction)
         if need_grad:
@@ -636,14 +644,6 @@ class _DensePolyLossFunction(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
         (grad,) = ctx.saved_tensors
         return grad * grad_out, None, None, None
-
-
-def _without_autocast(device_type: str) -> contextlib.AbstractContextManager[object]:
-    """A context with autocast off on ``device_type``: none at all when it is off already,
-    because entering autocast's context costs host time that a GPU call is bound by."""
-    if torch.is_autocast_enabled(device_type):
-        return torch.autocast(device_type=device_type, enabled=False)
-    return contextlib.nullcontext()
 
 
 class _CompiledPolyLossFunction(torch.autograd.Function):
