@@ -62,6 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loss_speed import make_inputs  # the same inputs as loss_speed.py's rows (this folder)
 
 from losses import create_loss
+from mllb_core.provenance import code_version
 
 
 def sleep_cycles_per_ms() -> float:
@@ -278,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     def med(values: list[float]) -> str:
         return f"{statistics.median(values):.3f}" if values else "host-bound"
 
-    print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, Triton "
+    print(f"{code_version()}; device {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+          f"Triton "
           f"{triton.__version__}; {args.loss} compiled at {n}x{c} {args.dtype}; medians of "
           f"{args.repeats} rotated repetitions of {args.calls} calls each")
     print()

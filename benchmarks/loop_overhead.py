@@ -93,6 +93,7 @@ if str(REPO) not in sys.path:  # run_task.py is a script at the repository root,
 import run_task  # noqa: E402
 from engine.recipe import TabulatedOneCycleLR  # noqa: E402
 from losses import create_loss  # noqa: E402
+from mllb_core.provenance import code_version  # noqa: E402
 from mllb_core.runconfig import RunConfig  # noqa: E402
 from models import create_model  # noqa: E402
 from tasks import create_task  # noqa: E402
@@ -215,7 +216,8 @@ def report(rows: list[Row], repeats: int, epochs: int, task_kwargs: dict[str, An
     sizes = ", ".join(f"{k}={v}" for k, v in task_kwargs.items()) or "defaults"
     lines = [
         f"task {TASK} ({sizes}), model {MODEL}, loss {LOSS}; repeats = {repeats}, "
-        f"epochs per run = {epochs}; torch {torch.__version__} ({torch.get_num_threads()} "
+        f"epochs per run = {epochs}; {code_version()}; torch {torch.__version__} "
+        f"({torch.get_num_threads()} "
         f"threads), accelerate {accelerate.__version__}, Python {platform.python_version()}",
         "",
         "| batch size | engine s/epoch | bare s/epoch | median ratio | overhead % |",

@@ -76,6 +76,7 @@ from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
 from losses import _kernel, create_loss
+from mllb_core.provenance import code_version
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((256, 1000), (1024, 9605), (4096, 1000))
 APL_LABEL = "apl (alpha1=2.5)"
@@ -660,7 +661,8 @@ def header(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """Machine and settings line that goes on top of every report."""
     name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device
     return (
-        f"torch {torch.__version__}, python {platform.python_version()}, device {name}, "
+        f"{code_version()}, torch {torch.__version__}, python {platform.python_version()}, "
+        f"device {name}, "
         f"inputs {str(dtype).removeprefix('torch.')}, "
         f"torch.get_num_threads() = {torch.get_num_threads()}, os.cpu_count() = "
         f"{os.cpu_count()}, allocator {allocator_settings()}, "

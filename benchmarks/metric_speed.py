@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -37,9 +38,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sklearn
 import torch
 from sklearn.metrics import average_precision_score, ndcg_score
 
+from mllb_core.provenance import code_version
 from tasks import metrics as M
 from tasks.docred.scorer import score
 
@@ -114,6 +117,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
+    print(f"{code_version()}; numpy {np.__version__}, scikit-learn {sklearn.__version__}, torch "
+          f"{torch.__version__} ({torch.get_num_threads()} threads), Python "
+          f"{platform.python_version()}\n")
     rows = []
 
     def nan_diff(a: np.ndarray, b: np.ndarray) -> float:

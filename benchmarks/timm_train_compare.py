@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from image_pipeline import synthetic_coco  # noqa: E402
 
+from mllb_core.provenance import code_version  # noqa: E402
 from tasks import create_task  # noqa: E402
 
 OURS_EPOCH = re.compile(r" epoch (\d+): train loss .*, ([0-9.]+) ex/s$", re.M)
@@ -241,7 +242,8 @@ def table(args: argparse.Namespace, rates: dict[str, list[list[float]]], n_train
     lines = [
         f"backbone {args.backbone} + GAP + linear, {args.image_size} px, batch {args.batch_size}"
         f", precision {args.precision}, {args.workers} loader workers, {n_train} training images"
-        f" per epoch, {args.epochs} epochs; device {dev}, torch {torch.__version__}, cpu count "
+        f" per epoch, {args.epochs} epochs; {code_version()}; device {dev}, torch "
+        f"{torch.__version__}, cpu count "
         f"{os.cpu_count()}; medians of {len(ours)} interleaved repetitions",
         "",
         "| side | epoch 1 images/s | epochs 2+ images/s (steady) | MLLB / side, epoch 1 "

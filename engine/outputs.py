@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import shutil
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ from accelerate import Accelerator
 from leaderboard.schema import SCHEMA_VERSION, write_results
 from mllb_core.errors import UserError
 from mllb_core.io import write_json_atomic, write_text_atomic
+from mllb_core.provenance import git_state
 
 if TYPE_CHECKING:
     from engine.plan import Cell
@@ -89,15 +89,10 @@ def results_of(cell: Cell, state: Any, metrics: dict[str, float], rule: Any, pre
 
 def environment(acc: Accelerator) -> dict[str, Any]:
     """Versions, device and git state recorded with every result (the code version)."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                  timeout=10, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return "unknown"
+    commit, dirty = git_state(REPO)
     dev = acc.device
     name = f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else dev.type
-    return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": git("status", "--porcelain") != "",
+    return {"git_commit": commit, "git_dirty": dirty,
             "torch": torch.__version__, "accelerate": accelerate.__version__, "device": name,
             "world_size": acc.num_processes, "mixed_precision": acc.mixed_precision}
 
