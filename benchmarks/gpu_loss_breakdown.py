@@ -280,8 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         return f"{statistics.median(values):.3f}" if values else "host-bound"
 
     print(f"{code_version()}; device {torch.cuda.get_device_name()}, torch {torch.__version__}, "
-          f"Triton "
-          f"{triton.__version__}; {args.loss} compiled at {n}x{c} {args.dtype}; medians of "
+          f"Triton {triton.__version__}; {args.loss} compiled at {n}x{c} {args.dtype}; medians of "
           f"{args.repeats} rotated repetitions of {args.calls} calls each")
     print()
     print("| call | synced ms | host ms | device ms |")

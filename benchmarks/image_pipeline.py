@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.recipe import for_device
 from losses import create_loss
+from mllb_core.provenance import code_version
 from models import create_model
 from tasks import create_task
 
@@ -185,8 +186,9 @@ def main(argv: list[str] | None = None) -> None:
 
     med = {k: statistics.median(v) for k, v in rows.items()}
     dev = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    print(f"\nmodel {args.model}, input {tuple(task.data_config['input_size'])}, batch "
-          f"{args.batch_size}, data {args.data} ({n_img} train images), device {dev}, "
+    print(f"\n{code_version()}; model {args.model}, input "
+          f"{tuple(task.data_config['input_size'])}, batch {args.batch_size}, data {args.data} "
+          f"({n_img} train images), device {dev}, "
           f"mixed precision {args.mixed_precision}, channels-last {args.channels_last}, "
           f"torch threads {torch.get_num_threads()}, "
           f"cpu count {os.cpu_count()}; medians of {args.repeats} repetitions\n")

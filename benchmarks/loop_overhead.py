@@ -217,8 +217,8 @@ def report(rows: list[Row], repeats: int, epochs: int, task_kwargs: dict[str, An
     lines = [
         f"task {TASK} ({sizes}), model {MODEL}, loss {LOSS}; repeats = {repeats}, "
         f"epochs per run = {epochs}; {code_version()}; torch {torch.__version__} "
-        f"({torch.get_num_threads()} "
-        f"threads), accelerate {accelerate.__version__}, Python {platform.python_version()}",
+        f"({torch.get_num_threads()} threads), accelerate {accelerate.__version__}, "
+        f"Python {platform.python_version()}",
         "",
         "| batch size | engine s/epoch | bare s/epoch | median ratio | overhead % |",
         "|---:|---:|---:|---:|---:|",

@@ -662,8 +662,7 @@ def header(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device
     return (
         f"{code_version()}, torch {torch.__version__}, python {platform.python_version()}, "
-        f"device {name}, "
-        f"inputs {str(dtype).removeprefix('torch.')}, "
+        f"device {name}, inputs {str(dtype).removeprefix('torch.')}, "
         f"torch.get_num_threads() = {torch.get_num_threads()}, os.cpu_count() = "
         f"{os.cpu_count()}, allocator {allocator_settings()}, "
         + (f"compiled backward on CUDA {'native' if _kernel.NATIVE_BACKWARD else 'function'}, "

@@ -243,8 +243,8 @@ def table(args: argparse.Namespace, rates: dict[str, list[list[float]]], n_train
         f"backbone {args.backbone} + GAP + linear, {args.image_size} px, batch {args.batch_size}"
         f", precision {args.precision}, {args.workers} loader workers, {n_train} training images"
         f" per epoch, {args.epochs} epochs; {code_version()}; device {dev}, torch "
-        f"{torch.__version__}, cpu count "
-        f"{os.cpu_count()}; medians of {len(ours)} interleaved repetitions",
+        f"{torch.__version__}, cpu count {os.cpu_count()}; medians of {len(ours)} interleaved "
+        "repetitions",
         "",
         "| side | epoch 1 images/s | epochs 2+ images/s (steady) | MLLB / side, epoch 1 "
         "| MLLB / side, steady |",

@@ -89,7 +89,7 @@ def results_of(cell: Cell, state: Any, metrics: dict[str, float], rule: Any, pre
 
 def environment(acc: Accelerator) -> dict[str, Any]:
     """Versions, device and git state recorded with every result (the code version)."""
-    commit, dirty = git_state(REPO)
+    commit, dirty = git_state()
     dev = acc.device
     name = f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else dev.type
     return {"git_commit": commit, "git_dirty": dirty,
