@@ -102,13 +102,15 @@ def _masked_sums(e: Tensor, posf: Tensor, negf: Tensor, dim: int,
     return s_pos, torch.mul(e, negf, out=buf).sum(dim=dim, keepdim=True)
 
 
-def _select(posf: Tensor, negf: Tensor, k_pos: Tensor, k_neg: Tensor, buf: Tensor) -> Tensor:
-    """``k_pos`` on the positives, ``k_neg`` elsewhere, broadcast to [N, C] into ``buf``.
+def _select(posf: Tensor, negf: Tensor, k_pos: Tensor, k_neg: Tensor, buf: Tensor,
+            sign_pos: float = 1.0) -> Tensor:
+    """``sign_pos * k_pos`` on the positives, ``k_neg`` elsewhere, broadcast to [N, C] into
+    ``buf``.
 
-    As negf k_neg + posf k_pos: each entry gets one term times 1 and one times 0, exactly.
-    (k_neg + posf (k_pos - k_neg) would cancel to 0 where |k_neg| >> |k_pos|.)
+    As negf k_neg + sign_pos posf k_pos: each entry gets one term times 1 and one times 0,
+    exactly. (k_neg + posf (k_pos - k_neg) would cancel to 0 where |k_neg| >> |k_pos|.)
     """
-    return torch.mul(negf, k_neg, out=buf).addcmul_(posf, k_pos)
+    return torch.mul(negf, k_neg, out=buf).addcmul_(posf, k_pos, value=sign_pos)
 
 
 class _ZlprFunction(torch.autograd.Function):
@@ -194,26 +196,37 @@ class _TwoWayFunction(torch.autograd.Function):
         negf, buf = torch.rsub(posf, 1), torch.empty_like(x)
         out = x.new_zeros(())
         grad = None
+        tiny = torch.finfo(x.dtype).tiny  # the smallest normal float, below e^-87
         for dim in (0, 1):  # 0: over the samples of each class, 1: over the classes of a sample
             top = u.amax(dim=dim, keepdim=True)  # [1, C] or [N, 1]
             e = torch.sub(u, top) if dim == 0 else u.sub_(top)  # u's last use: in place
             e.clamp_(min=_EXP_FLOOR).exp_()  # [N, C] every term >= e^-87 > 0
             s_a, s_b = _masked_sums(e, posf, negf, dim, buf)  # positives', negatives' sums
             valid = s_a > 0  # lines with a positive (an empty subset sums to exactly 0)
-            count = valid.sum().clamp(min=1)
-            h = tn * (top + s_b.log()) + tp * (top + s_a.log())
-            bad = ((s_a > 0) & (s_a < _SHARED_SHIFT_MIN)) | ((s_b > 0) & (s_b < _SHARED_SHIFT_MIN))
-            # where on the [1, C] or [N, 1] line values, not boolean indexing (nonzero + gather)
-            out = out + torch.where(valid & ~bad, F.softplus(h), 0.0).sum() / count
+            count = valid.sum().clamp_(min=1)
+            # h = tn LSE_neg + tp LSE_pos, each LSE = top + log(sum); an empty subset's log is
+            # -inf, so h = -inf there: softplus(h) = sigmoid(h) = 0 without a mask
+            h = (top * (tn + tp)).add_(s_b.log(), alpha=tn).add_(s_a.log(), alpha=tp)
+            # one of the two subsets holds the line's maximum (a term e^0 = 1), so a line needs
+            # the exact recomputation only where the smaller sum is in (0, e^-50)
+            low = torch.minimum(s_a, s_b)
+            bad = (low > 0) & (low < _SHARED_SHIFT_MIN)  # [1, C] or [N, 1]
+            any_bad = bool(bad.any())
+            term = F.softplus(h)
+            if any_bad:  # where on the line values, not boolean indexing (nonzero + gather)
+                term = torch.where(bad, 0.0, term)
+            out = out + term.sum() / count
             if need_grad:
                 # d softplus(h) = sigmoid(h) dh; dh/dz = softmax of b on the negatives and
-                # -softmax of a on the positives (tp, tn cancel with the 1/tp, 1/tn inside);
-                # an empty subset's factor (0 / 0) is never used: set to 0, as products follow
-                coef = torch.sigmoid(h).mul_(valid).div_(count)
-                k_a = torch.where(valid, -coef / s_a, 0.0)
-                k_b = torch.where(s_b > 0, coef / s_b, 0.0)
-                part = e.mul_(_select(posf, negf, k_a, k_b, buf))
-            if bool(bad.any()):
+                # -softmax of a on the positives (tp, tn cancel with the 1/tp, 1/tn inside).
+                # coef is 0 on a line with an empty subset (h = -inf), so dividing by the
+                # sums clamped at the smallest normal float (below every non-empty sum, whose
+                # terms are >= e^-87) gives 0 there instead of 0 / 0
+                coef = torch.sigmoid(h).div_(count)
+                k_a = coef / s_a.clamp(min=tiny)
+                k_b = coef / s_b.clamp(min=tiny)
+                part = e.mul_(_select(posf, negf, k_a, k_b, buf, sign_pos=-1.0))
+            if any_bad:
                 lines = bad.view(-1).nonzero(as_tuple=True)[0]
                 other = 1 - dim  # the lines of direction ``dim`` are indexed along the other
                 sub_out, sub_grad = _two_way_exact(
