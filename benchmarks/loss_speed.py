@@ -642,18 +642,25 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
     return shapes
 
 
+# environment variables, besides those named MALLOC_* (glibc's MALLOC_ARENA_MAX,
+# MALLOC_MMAP_THRESHOLD_, ..., jemalloc's MALLOC_CONF), that change where CPU tensors' memory
+# comes from: glibc's tunables, a preloaded allocator, and PyTorch's own THP_MEM_ALLOC_ENABLE
+# (c10 aligns allocations of 2 MB and more to 2 MB and asks for huge pages)
+ALLOCATOR_ENV = ("GLIBC_TUNABLES", "LD_PRELOAD", "THP_MEM_ALLOC_ENABLE")
+
+
 def allocator_settings() -> str:
-    """The environment that sets the C allocator's behaviour (glibc's ``MALLOC_*_`` variables,
-    ``GLIBC_TUNABLES``, a preloaded allocator), or "defaults".
+    """The environment that sets the C allocator's behaviour (every ``MALLOC_*`` variable and
+    ``ALLOCATOR_ENV``), or "defaults".
 
     Part of what made a number: on CPU, whether a fresh [N, C] tensor comes from memory the
     process already holds or from new pages it must fault in depends on the allocator's state,
     and at 4096x1000 that moved eager BCE-with-logits between about 10 ms a call (no page
     faults) and 14-17 ms (its 15.6 MiB faulted in; BENCHMARKS.md, "Allocator dependence").
+    ``THP_MEM_ALLOC_ENABLE=1`` made both BCE and the compiled asl slower here (every large
+    tensor a fresh 2 MB-aligned mapping, still faulted in 4 KiB pages).
     """
-    names = sorted(k for k in os.environ
-                   if (k.startswith("MALLOC_") and k.endswith("_"))
-                   or k in ("GLIBC_TUNABLES", "LD_PRELOAD"))
+    names = sorted(k for k in os.environ if k.startswith("MALLOC_") or k in ALLOCATOR_ENV)
     return ", ".join(f"{k}={os.environ[k]}" for k in names) or "defaults"
 
 
