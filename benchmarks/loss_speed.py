@@ -657,8 +657,8 @@ def allocator_settings() -> str:
     process already holds or from new pages it must fault in depends on the allocator's state,
     and at 4096x1000 that moved eager BCE-with-logits between about 10 ms a call (no page
     faults) and 14-17 ms (its 15.6 MiB faulted in; BENCHMARKS.md, "Allocator dependence").
-    ``THP_MEM_ALLOC_ENABLE=1`` made both BCE and the compiled asl slower here (every large
-    tensor a fresh 2 MB-aligned mapping, still faulted in 4 KiB pages).
+    ``THP_MEM_ALLOC_ENABLE=1`` made both BCE and the compiled asl slower here: their large
+    tensors were faulted in anew on every call (BENCHMARKS.md).
     """
     names = sorted(k for k in os.environ if k.startswith("MALLOC_") or k in ALLOCATOR_ENV)
     return ", ".join(f"{k}={os.environ[k]}" for k in names) or "defaults"
