@@ -7,6 +7,8 @@ task, transformers or timm.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from types import ModuleType
 
 import pytest
 
@@ -49,3 +51,21 @@ def launch_two_cpu_processes():
         return proc
 
     return launch
+
+
+@pytest.fixture
+def import_benchmark() -> Callable[[str], ModuleType]:
+    """Import ``benchmarks/NAME.py`` as the module ``NAME`` (benchmarks are scripts, not a
+    package, and import each other by name); the folder leaves ``sys.path`` again afterwards."""
+    import importlib
+    from pathlib import Path
+
+    def load(name: str) -> ModuleType:
+        bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
+        sys.path.insert(0, bench)
+        try:
+            return importlib.import_module(name)
+        finally:  # some benchmarks add the folder themselves
+            sys.path[:] = [p for p in sys.path if p != bench]
+
+    return load

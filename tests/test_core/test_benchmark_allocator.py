@@ -3,29 +3,17 @@ tensors' memory comes from (part of what made its numbers), and only those."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "loss_speed.py"
 
-
-@pytest.fixture(scope="module")
-def loss_speed() -> ModuleType:
-    # benchmarks are scripts, not a package: load the file itself
-    spec = importlib.util.spec_from_file_location("_mllb_loss_speed_under_test", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+@pytest.fixture
+def loss_speed(import_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    """``benchmarks/loss_speed.py`` as a module."""
+    return import_benchmark("loss_speed")
 
 
 SETTINGS = ["MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "MALLOC_CONF",
@@ -41,7 +29,6 @@ def test_defaults_when_no_allocator_variable_is_set(loss_speed: ModuleType,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     _clear(monkeypatch)
     monkeypatch.setenv("MALLOCX", "not an allocator variable")
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # threads are in the header's own field
     assert loss_speed.allocator_settings() == "defaults"
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import types
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 from accelerate.state import AcceleratorState
@@ -19,13 +17,6 @@ def _fresh_accelerate_state() -> Iterator[None]:
 
 
 @pytest.fixture
-def timm_compare() -> types.ModuleType:
-    """``benchmarks/timm_train_compare.py`` as a module (benchmarks are scripts, not a package;
-    the folder it and its ``image_pipeline`` import from leaves ``sys.path`` again)."""
-    bench = str(Path(__file__).resolve().parents[2] / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        import timm_train_compare
-    finally:  # the module adds the folder too
-        sys.path[:] = [p for p in sys.path if p != bench]
-    return timm_train_compare
+def timm_compare(import_benchmark: Callable[[str], types.ModuleType]) -> types.ModuleType:
+    """``benchmarks/timm_train_compare.py`` as a module."""
+    return import_benchmark("timm_train_compare")
