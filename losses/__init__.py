@@ -53,7 +53,11 @@ def create_loss(name: str, *, preset: str | None = None, compile: bool = False,
             asymmetric family its kernel only, a closed-form value and gradient that inductor
             fuses into one loop, handed on by an eager backward (``losses/_kernel.py``,
             ``compiled_poly_caller``); the first call of each input shape pays the
-            compilation. Same value and gradient as eager to 1e-6 relative (float64); in
+            compilation. Where they apply, two hand-written kernels of the same closed form
+            run instead: on CUDA a Triton kernel (``losses/_triton.py``), on a CPU with
+            AVX-512 for float32 an AVX-512 loop built once per loss's coefficients with the
+            system's C++ compiler and cached (``losses/_cpu_fused.py``; ``MLLB_CPU_KERNEL=0``
+            turns it off). Same value and gradient as eager to 1e-6 relative (float64); in
             float32 as close to float64 as eager float32 is.
         **kwargs: hyper-parameters of the loss.
 

@@ -29,7 +29,10 @@ that nothing is divided by q, which underflows to 0 for large logits.
 Compiled (``create_loss(..., compile=True)``): ``compiled_poly_caller`` compiles only the dense
 closed form (``_fused_dense``: one exp; in float32 the log1p's are inlined arithmetic and every
 quotient comes from one division), inside an eager ``autograd.Function`` whose backward hands
-the gradient on like the eager kernel's.
+the gradient on like the eager kernel's. The same closed form also exists as two hand-written
+kernels that take its place where they apply: on CUDA the Triton kernel (``losses/_triton.py``),
+on a CPU with AVX-512 for float32 the AVX-512 loop (``losses/_cpu_fused.py``), both tested
+against float64 eager.
 """
 
 from __future__ import annotations
@@ -683,6 +686,14 @@ def _triton_module() -> types.ModuleType:
     return _triton
 
 
+@functools.cache
+def _cpu_fused_module() -> types.ModuleType:
+    """``losses._cpu_fused``, imported at the first use (it imports this module)."""
+    from losses import _cpu_fused
+
+    return _cpu_fused
+
+
 def _triton_kernel(z: Tensor, hp: PolyParams) -> Callable[..., tuple[Tensor, Tensor]] | None:
     """The Triton kernel for logits ``z`` with coefficients ``hp``, or None where it does not
     apply (no Triton, float64, a margin below ``_MIN_FAST_MARGIN``)."""
@@ -811,6 +822,10 @@ def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, n
                 return _with_native_backward(logits.contiguous(), targets.detach(), hp,
                                              reduction, scale, triton_kernel)
             kernel = triton_kernel if triton_kernel is not None else kernel
+        elif logits.device.type == "cpu":
+            cpu_fused = _cpu_fused_module()
+            if cpu_fused.kernel_for(logits, targets, hp, reduction, scale) is not None:
+                kernel = cpu_fused.value_and_grad  # AVX-512 loop instead of inductor's
         # the kernel up-casts (and down-casts the gradient) inside its one pass
         return _CompiledPolyLossFunction.apply(logits.contiguous(), targets.detach(), hp,
                                                reduction, scale, kernel)

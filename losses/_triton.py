@@ -2,7 +2,8 @@
 
 ``create_loss(name, compile=True)`` runs this kernel for CUDA logits (float32, bfloat16 or
 float16) when Triton is importable; elsewhere, and for float64, it runs inductor's compilation
-of the same closed form (``losses._kernel.compiled_poly_caller``). One launch reads logits and
+of the same closed form (``losses._kernel.compiled_poly_caller``), or on a CPU with AVX-512 for
+float32 the AVX-512 loop (``losses/_cpu_fused.py``). One launch reads logits and
 targets once, writes the gradient once (in the logits' dtype) and one float32 partial sum per
 block, already multiplied by the reduction's factor; ``torch.sum`` adds them (deterministic,
 unlike atomics).

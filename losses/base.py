@@ -111,7 +111,9 @@ class MultiLabelLoss(nn.Module):
         object, and dynamo's cache per code object would fill up when several losses are
         compiled in one process. Hyper-parameters are Python constants to the compiled code (a
         new value recompiles). For the asymmetric family (``runs_poly_kernel``) only its
-        kernel is compiled (``losses._kernel.compiled_poly_caller``). With the default
+        kernel is compiled (``losses._kernel.compiled_poly_caller``; on CUDA and on a CPU with
+        AVX-512 a hand-written kernel of the same closed form runs instead, with any
+        backend: ``losses/_triton.py``, ``losses/_cpu_fused.py``). With the default
         inductor backend and no ``mode``, C++ loops may contract multiply-adds into FMAs
         (``options``; inductor's default is off). Returns ``self``.
         """

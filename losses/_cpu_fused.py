@@ -1,0 +1,199 @@
+"""The asymmetric family's closed form as one AVX-512 loop: the compiled path on CPU.
+
+``create_loss(name, compile=True)`` runs this loop for float32 CPU logits and float32 targets
+when the CPU has AVX-512 (F and DQ) and a C++ compiler is found (``$CXX``, else ``c++``, else
+``g++``: the compiler inductor needs for the same losses anyway); otherwise, and for float64,
+bfloat16 logits, other target dtypes, ``reduction="none"``, exponents that are not integers
+in [0, 8] and margins below ``_kernel._MIN_FAST_MARGIN``, it runs inductor's compilation of the
+same closed form (``losses._kernel.compiled_poly_caller``). ``MLLB_CPU_KERNEL=0`` in the
+environment (or ``ENABLED = False``) keeps inductor's everywhere.
+
+Why a loop of its own: inductor's loop of ``_fused_dense`` calls Sleef's exp out of line, and
+all 32 vector registers are caller-saved, so the live vectors are spilled and the constants
+reloaded around that call; a ``torch.where`` costs a compare and a blend on vectors where
+AVX-512 has mask registers. ``benchmarks/loss_speed.py`` measured that loop at 0.44x-0.54x eager
+BCE-with-logits at 4096x1000 for the margin losses, against the 0.5x target of issue 16, with
+the reference's own time moving 9-15 ms with the allocator state (BENCHMARKS.md). Here exp is
+inline (``vscalefps`` for 2^n) and every condition is a mask register.
+
+Built per set of coefficients (``_constants``, the ``-D`` flags of ``_cpu_kernel.cpp``), like
+the Triton kernel's compile-time constants: the branches that do not apply vanish. The shared
+library is cached under ``$MLLB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/mllb`` or
+``~/.cache/mllb``), named by a hash of the source, the flags and the compiler, written to a
+temporary name and renamed into place (concurrent processes never load a half-written file).
+A build that fails warns once, naming the compiler and its last output lines, and the loss
+keeps inductor's loop.
+
+The arithmetic is ``_fused_dense``'s float32 route (``losses/_kernel.py``), in the order of
+``losses/_triton.py``'s ``_poly_kernel``. Deviations from ``_fused_dense``:
+
+* exp is Cephes' ``expf`` (two-part ln 2 reduction, degree-5 polynomial, ~1 ulp) instead of
+  Sleef's ``expf_u10``; arguments below -104 are taken as -104 (both give 0 there);
+* multiply-adds are contracted by the compiler (``-ffp-contract=fast``, as the FMA option
+  ``create_loss(compile=True)`` gives inductor);
+* the loss is summed in float32 per block of 256 elements, the blocks in double, and the
+  reduction's factor applied to that double sum (inductor: its own float32 order);
+* the OpenMP threads are ``torch.get_num_threads()`` of the calling thread.
+
+Tests: tests/test_losses/test_cpu_fused.py (against float64 eager, against inductor's loop,
+extreme logits, tails, the fallbacks).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from losses._kernel import (
+    _ATANH_P,
+    PolyParams,
+    _margin_shift,
+    fast_margin,
+    grad_scale,
+    small_int_exponent,
+)
+
+SOURCE = Path(__file__).with_name("_cpu_kernel.cpp")
+# GNU mode: contracted multiply-adds (ISO mode turns -ffp-contract off)
+FLAGS = ("-O3", "-std=gnu++17", "-mavx512f", "-mavx512dq", "-mfma", "-ffp-contract=fast",
+         "-fopenmp", "-fPIC", "-shared")
+ENABLED = os.environ.get("MLLB_CPU_KERNEL", "1") != "0"
+
+
+def _exponent(g: float) -> int:
+    """g - 1 as the loop's integer exponent (0 for g = 0, whose weight is not computed)."""
+    return small_int_exponent(g - 1.0) if g else 0
+
+
+def supports(hp: PolyParams) -> bool:
+    """Whether the loop implements coefficients ``hp``: integer exponents in [0, 8] and a
+    margin that takes the one-division form."""
+    return (fast_margin(hp.clip) and all(g == 0 or _exponent(g) >= 0
+                                         for g in (hp.gamma_pos, hp.gamma_neg)))
+
+
+def available(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str) -> bool:
+    """Whether this loop serves logits ``z``, ``targets`` and ``hp`` (else: inductor's)."""
+    return (ENABLED and z.device.type == "cpu" and z.dtype == torch.float32
+            and targets.dtype == torch.float32 and targets.device.type == "cpu"
+            and reduction != "none" and supports(hp) and _cpu_has_avx512())
+
+
+@functools.cache
+def _cpu_has_avx512() -> bool:
+    """AVX-512 F and DQ on this CPU (torch's own check, what inductor picks its ISA by)."""
+    checker = getattr(torch.cpu, "_is_avx512_supported", None)
+    return bool(checker()) if checker is not None else False
+
+
+def _float(x: float) -> str:
+    """A float32 C++ literal equal to ``float(x)`` rounded once to float32 (hex: exact)."""
+    return f"{float(torch.tensor(x, dtype=torch.float32)).hex()}f"
+
+
+@functools.cache
+def _constants(hp: PolyParams, scale: float) -> tuple[tuple[str, str], ...]:
+    """The loop's -D constants for coefficients ``hp`` and logit scale ``scale``
+    (``losses/_triton.py``'s ``_constants``, as C++ literals; computed once per loss)."""
+    m, eps = hp.clip, hp.eps
+    values = {
+        "SCALE": scale, "M": m, "BIG": _margin_shift(m) if m > 0 else 0.0,
+        "C_M": m / (1.0 + m) if m > 0 else 0.0, "LOG1P_M": math.log1p(m),
+        "GP": hp.gamma_pos, "GN": hp.gamma_neg, "A1": hp.a1, "A2": hp.a2, "B1": hp.b1,
+        "B0": hp.b0, "SP": hp.scale_pos, "SN": hp.scale_neg,
+        "CAP": -math.log(eps) if eps > 0 else 0.0,
+        **{f"P{i}": coef for i, coef in enumerate(_ATANH_P)},
+    }
+    out = [(k, _float(v)) for k, v in values.items()]
+    out += [("GP1_INT", str(_exponent(hp.gamma_pos))), ("GN1_INT", str(_exponent(hp.gamma_neg))),
+            ("CAP_NEG", "true" if eps > 0 and not m >= 2.0 * eps else "false"),
+            ("DETACH", "true" if hp.detach_focal_weight else "false")]
+    return tuple(out)
+
+
+def _compiler() -> str | None:
+    """The C++ compiler: ``$CXX``, else ``c++`` or ``g++`` on the PATH."""
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
+def cache_dir() -> Path:
+    """Where built loops are kept: ``$MLLB_CACHE_DIR``, else ``$XDG_CACHE_HOME/mllb`` or
+    ``~/.cache/mllb``, plus ``cpu_kernels``."""
+    root = os.environ.get("MLLB_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "mllb")
+    return Path(root) / "cpu_kernels"
+
+
+@functools.cache
+def _library(constants: tuple[tuple[str, str], ...]) -> ctypes.CDLL | None:
+    """The loop built for ``constants`` (cached on disk and per process), None if it cannot
+    be built (warned once per set of constants)."""
+    compiler = _compiler()
+    if compiler is None:
+        warnings.warn("MLLB's fused CPU loss kernel needs a C++ compiler ($CXX, c++ or g++) and "
+                      "found none; the compiled losses use inductor's loop instead",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    defines = [f"-DMLLB_{k}={v}" for k, v in constants]
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, compiler.encode(), *(f.encode() for f in FLAGS),
+                                     *(d.encode() for d in defines)])).hexdigest()[:24]
+    target = cache_dir() / f"poly_{key}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        cmd = [compiler, *FLAGS, *defines, str(SOURCE), "-o", tmp]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        except OSError as exc:
+            done = subprocess.CompletedProcess(cmd, 1, "", str(exc))
+        if done.returncode != 0:
+            os.unlink(tmp)
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+            warnings.warn(f"MLLB's fused CPU loss kernel did not build with {compiler} "
+                          f"(exit {done.returncode}); the compiled losses use inductor's loop "
+                          f"instead. Compiler output:\n{tail}", RuntimeWarning, stacklevel=3)
+            return None
+        os.replace(tmp, target)
+    lib = ctypes.CDLL(str(target))
+    fn = lib.mllb_poly_value_and_grad
+    fn.restype = ctypes.c_double
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                   ctypes.c_float, ctypes.c_int]
+    return lib
+
+
+def kernel_for(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
+               scale: float) -> ctypes.CDLL | None:
+    """The built loop for this call, or None where inductor's loop serves it instead."""
+    if not available(z, targets, hp, reduction):
+        return None
+    return _library(_constants(hp, float(scale)))
+
+
+def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
+                   scale: float) -> tuple[Tensor, Tensor]:
+    """The reduced loss (float32) of logits ``scale * z`` [N, C] and its gradient with respect
+    to ``z`` [N, C] (float32): the contract of ``_kernel._dense_value_and_grad``, in one pass
+    (``kernel_for`` must have returned a loop for these arguments)."""
+    lib = _library(_constants(hp, float(scale)))
+    assert lib is not None, "value_and_grad without a built loop (check kernel_for first)"
+    y = targets.contiguous()  # z comes contiguous (poly_loss)
+    grad = torch.empty_like(z)  # [N, C] float32
+    reduce_factor = grad_scale(z, reduction)  # 1/(N C), 1/N or 1
+    total = lib.mllb_poly_value_and_grad(z.data_ptr(), y.data_ptr(), grad.data_ptr(),
+                                         z.numel(), scale * reduce_factor,
+                                         torch.get_num_threads())
+    return torch.tensor(total * reduce_factor, dtype=torch.float32), grad
