@@ -46,8 +46,11 @@ timings, an indicator of how noisy the machine was. Columns:
 
 The output ends with one PASS/FAIL line per target of issue 16 (``EAGER_TARGETS`` at
 ``EAGER_SHAPES``, every compiled row of the asymmetric family at ``COMPILED_SHAPES``), judged on
-the loss and the reference alternating alone (the median per-pair ratio; the reverse order and
-the ratio inside the interleaving beside it). With ``--device cuda`` only the GPU target is
+the loss and the reference alternating alone (the median per-pair ratio; the reverse order, the
+median milliseconds of the loss and of the reference over those pairs, and the ratio inside the
+interleaving beside it: the milliseconds say which side moved when the ratio moves between runs,
+e.g. eager BCE-with-logits at 4096x1000 takes 9-15 ms depending on the allocator state the
+earlier rows left). With ``--device cuda`` only the GPU target is
 judged (``GPU_RATIO``: every compiled row of the family at or below eager BCE-with-logits at
 ``GPU_SHAPES``, in the ``--dtype`` given). On CUDA each call is timed between two
 ``torch.cuda.synchronize()``, so a row's time is its kernels plus whatever host work (Python,
@@ -69,13 +72,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
-from losses import _kernel, create_loss
+from losses import _cpu_fused, _kernel, create_loss
 from mllb_core.provenance import code_version
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((256, 1000), (1024, 9605), (4096, 1000))
@@ -225,6 +229,15 @@ class Inputs:
         return self.cosines if case.uses_cosine else self.logits
 
 
+class Alone(NamedTuple):
+    """The loss and the reference alternating alone (``time_pair``)."""
+
+    ratio: float  # median loss / reference over the pairs with the loss first
+    reverse: float  # the same over the pairs with the reference first
+    loss_s: float  # median seconds of the loss over all its calls in the pairs
+    reference_s: float  # median seconds of the reference over all its calls in the pairs
+
+
 @dataclass
 class Result:
     """Everything measured for one case at one shape."""
@@ -237,7 +250,7 @@ class Result:
     peak_bytes: int | None = None
     leftover_ok: bool = True  # memory accounting ended at the input gradient, as it should
     first_call_s: float | None = None  # compiled losses: the first call, with compilation
-    alone: tuple[float, float] | None = None  # time_pair against the reference
+    alone: Alone | None = None  # time_pair against the reference
     kernel_s: float | None = None  # CUDA: device time of the call's kernels (profiler)
     launches: float | None = None  # CUDA: kernels launched per call
 
@@ -378,14 +391,15 @@ def time_interleaved(
 
 
 def time_pair(case: Case, reference: Case, inputs: Inputs, device: torch.device,
-              repeats: int) -> tuple[float, float]:
+              repeats: int) -> Alone:
     """The loss and the reference alternating alone (no other loss in between), R times.
 
-    Returns (median of loss/reference per repetition, median of reference/loss per repetition
-    with the order reversed), the two ways of pairing: each repetition times both once, the
-    first of the pair alternating, so neither always runs on a cache the other left warm.
+    Each repetition times both once, the first of the pair alternating, so neither always runs
+    on a cache the other left warm. Returned: the median per-repetition ratio loss / reference
+    over the repetitions with the loss first, the same over those with the reference first, and
+    each side's median time over all R calls.
     """
-    ab, ba = [], []
+    ab, ba, t_cases, t_refs = [], [], [], []
     with gc_paused():
         for i in range(repeats):
             if i % 2 == 0:
@@ -395,7 +409,10 @@ def time_pair(case: Case, reference: Case, inputs: Inputs, device: torch.device,
                 t_ref = time_step(reference, inputs, device)
                 t_case = time_step(case, inputs, device)
             (ab if i % 2 == 0 else ba).append(t_case / t_ref)
-    return statistics.median(ab), statistics.median(ba)
+            t_cases.append(t_case)
+            t_refs.append(t_ref)
+    return Alone(statistics.median(ab), statistics.median(ba), statistics.median(t_cases),
+                 statistics.median(t_refs))
 
 
 def storage_key(t: Tensor) -> int:
@@ -603,14 +620,15 @@ def target_lines(all_results: dict[tuple[int, int], list[Result]],
             res = by_label.get(label)
             if res is None or res.alone is None:
                 continue
-            alone, reverse = res.alone
-            ok = alone <= target and (max_saved is None or res.saved_nc_f32 <= max_saved)
+            alone = res.alone
+            ok = alone.ratio <= target and (max_saved is None or res.saved_nc_f32 <= max_saved)
             saved = (f"; saved [N,C] f32 {res.saved_nc_f32} <= {max_saved}"
                      if max_saved is not None else "")
             lines.append(
-                f"- {'PASS' if ok else 'FAIL'} {label} {tag}: alone {alone:.2f}x (reverse order "
-                f"{reverse:.2f}x) <= {target:g}x{saved}; inside the interleaving "
-                f"{ratios(res, ref)[1]:.2f}x")
+                f"- {'PASS' if ok else 'FAIL'} {label} {tag}: alone {alone.ratio:.2f}x (reverse "
+                f"order {alone.reverse:.2f}x; {1e3 * alone.loss_s:.2f} ms against "
+                f"{1e3 * alone.reference_s:.2f} ms) <= {target:g}x{saved}; inside the "
+                f"interleaving {ratios(res, ref)[1]:.2f}x")
     return lines
 
 
@@ -664,6 +682,15 @@ def allocator_settings() -> str:
     return ", ".join(f"{k}={os.environ[k]}" for k in names) or "defaults"
 
 
+def cpu_kernel_label() -> str:
+    """Which loop the compiled family runs on this CPU for float32 (``losses/_cpu_fused.py``)."""
+    if not _cpu_fused.ENABLED:
+        return "inductor's loop (--cpu-kernel inductor)"
+    if not _cpu_fused._cpu_has_avx512():
+        return "inductor's loop (no AVX-512)"
+    return "the AVX-512 loop (losses/_cpu_fused.py)"
+
+
 def header(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
     """Machine and settings line that goes on top of every report."""
     name = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else device
@@ -673,7 +700,8 @@ def header(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
         f"torch.get_num_threads() = {torch.get_num_threads()}, os.cpu_count() = "
         f"{os.cpu_count()}, allocator {allocator_settings()}, "
         + (f"compiled backward on CUDA {'native' if _kernel.NATIVE_BACKWARD else 'function'}, "
-           if device.type == "cuda" else "")
+           if device.type == "cuda" else
+           f"compiled family on CPU: {cpu_kernel_label()}, ")
         + f"{time.strftime('%Y-%m-%d %H:%M')}"
     )
 
@@ -705,6 +733,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="CUDA: the compiled family's backward through the Python "
                              "autograd.Function or native autograd nodes "
                              "(losses._kernel.NATIVE_BACKWARD; default: the library's)")
+    parser.add_argument("--cpu-kernel", choices=("fused", "inductor"), default="fused",
+                        help="CPU: the compiled family's float32 loop, MLLB's AVX-512 loop "
+                             "(losses/_cpu_fused.py, where the CPU has AVX-512) or inductor's "
+                             "compilation of the same closed form")
     parser.add_argument("--no-compile", action="store_true",
                         help="leave out the compiled rows (no torch.compile)")
     parser.add_argument("--seed", type=int, default=0)
@@ -715,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = getattr(torch, args.dtype)
     if args.triton_backward is not None:
         _kernel.NATIVE_BACKWARD = args.triton_backward == "native"
+    _cpu_fused.ENABLED = args.cpu_kernel == "fused" and _cpu_fused.ENABLED
     cases = build_cases(device, compiled=not args.no_compile)
     gpu = device.type == "cuda"
     # the rows a target judges get the alone pairs (on a GPU only the compiled ones)

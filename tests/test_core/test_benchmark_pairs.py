@@ -1,0 +1,59 @@
+"""``benchmarks/loss_speed.py``'s alone pairs: the ratios it judges and the milliseconds of each
+side it prints beside them, computed by hand from scripted call times."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from types import ModuleType
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def loss_speed(import_benchmark: Callable[[str], ModuleType]) -> ModuleType:
+    """``benchmarks/loss_speed.py`` as a module."""
+    return import_benchmark("loss_speed")
+
+
+def test_time_pair_alternates_and_reports_both_sides(loss_speed: ModuleType,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    loss = loss_speed.Case("loss", None)
+    reference = loss_speed.Case(loss_speed.REFERENCE, None)
+    # seconds per call, per side, in the order each side is called
+    scripted = {"loss": iter([4.0, 5.0, 4.5, 9.0, 4.2]),
+                loss_speed.REFERENCE: iter([10.0, 9.0, 12.0, 9.5, 11.0])}
+    calls: list[str] = []
+
+    def fake_time_step(case: object, inputs: object, device: object) -> float:
+        calls.append(case.label)  # type: ignore[attr-defined]
+        return next(scripted[case.label])  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(loss_speed, "time_step", fake_time_step)
+    alone = loss_speed.time_pair(loss, reference, None, torch.device("cpu"), 5)
+
+    ref = loss_speed.REFERENCE
+    assert calls == ["loss", ref, ref, "loss", "loss", ref, ref, "loss", "loss", ref]
+    # pairs 0, 2, 4 have the loss first; pairs 1, 3 the reference first
+    assert alone.ratio == statistics.median([4.0 / 10.0, 4.5 / 12.0, 4.2 / 11.0])
+    assert alone.reverse == statistics.median([5.0 / 9.0, 9.0 / 9.5])
+    assert alone.loss_s == 4.5  # median of 4.0, 5.0, 4.5, 9.0, 4.2
+    assert alone.reference_s == 10.0  # median of 10.0, 9.0, 12.0, 9.5, 11.0
+
+
+def _results(loss_speed: ModuleType, ratio: float) -> list[object]:
+    ref = loss_speed.Result(loss_speed.REFERENCE, times=[10e-3, 10e-3])
+    row = loss_speed.Result("asl (compiled)", times=[4e-3, 6e-3],
+                            alone=loss_speed.Alone(ratio, 0.47, 4.44e-3, 9.31e-3))
+    return [ref, row]
+
+
+@pytest.mark.parametrize(("ratio", "verdict"), [(0.49, "PASS"), (0.5, "PASS"), (0.501, "FAIL")])
+def test_target_line_judges_the_alone_ratio_and_prints_both_times(
+        loss_speed: ModuleType, ratio: float, verdict: str) -> None:
+    lines = loss_speed.target_lines({(4096, 1000): _results(loss_speed, ratio)})
+    assert lines == [
+        f"- {verdict} asl (compiled) 4096x1000: alone {ratio:.2f}x (reverse order 0.47x; "
+        f"4.44 ms against 9.31 ms) <= 0.5x; inside the interleaving 0.50x"
+    ]
