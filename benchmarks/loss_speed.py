@@ -255,9 +255,28 @@ class Result:
     launches: float | None = None  # CUDA: kernels launched per call
 
 
-def build_cases(device: torch.device, compiled: bool = True) -> list[Case]:
+def with_inductor_loop(
+        loss: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """``loss`` (a compiled family loss) called with the AVX-512 loop switched off for the
+    call, so that its forward runs inductor's loop of the same closed form (its backward
+    only hands the gradient on)."""
+
+    def call(z: Tensor, y: Tensor) -> Tensor:
+        enabled = _cpu_fused.ENABLED
+        _cpu_fused.ENABLED = False
+        try:
+            return loss(z, y)
+        finally:
+            _cpu_fused.ENABLED = enabled
+
+    return call
+
+
+def build_cases(device: torch.device, compiled: bool = True,
+                inductor_rows: bool = False) -> list[Case]:
     """The reference, the memory floor, the registered losses, the two re-typed official
-    comparators and (``compiled``) the compiled asymmetric family."""
+    comparators, (``compiled``) the compiled asymmetric family and (``inductor_rows``) the
+    same family through inductor's loop on the CPU, as rows of their own."""
 
     def reference(z: Tensor, y: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(z, y)
@@ -270,6 +289,10 @@ def build_cases(device: torch.device, compiled: bool = True) -> list[Case]:
 
     extra = [Case(f"{name} (compiled)", compiled_loss(name), uses_cosine=name == "aam",
                   compiled=True) for name in COMPILED] if compiled else []
+    if compiled and inductor_rows:
+        extra += [Case(f"{name} (compiled, inductor's loop)",
+                       with_inductor_loop(compiled_loss(name)), uses_cosine=name == "aam",
+                       compiled=True) for name in COMPILED]
     return [
         Case(REFERENCE, reference),
         Case(FLOOR, None),
@@ -733,10 +756,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="CUDA: the compiled family's backward through the Python "
                              "autograd.Function or native autograd nodes "
                              "(losses._kernel.NATIVE_BACKWARD; default: the library's)")
-    parser.add_argument("--cpu-kernel", choices=("fused", "inductor"), default="fused",
+    parser.add_argument("--cpu-kernel", choices=("fused", "inductor", "both"), default="fused",
                         help="CPU: the compiled family's float32 loop, MLLB's AVX-512 loop "
                              "(losses/_cpu_fused.py, where the CPU has AVX-512) or inductor's "
-                             "compilation of the same closed form")
+                             "compilation of the same closed form; both: the AVX-512 loop, "
+                             "plus rows of the family through inductor's loop (not judged)")
     parser.add_argument("--no-compile", action="store_true",
                         help="leave out the compiled rows (no torch.compile)")
     parser.add_argument("--seed", type=int, default=0)
@@ -747,8 +771,9 @@ def main(argv: list[str] | None = None) -> int:
     dtype = getattr(torch, args.dtype)
     if args.triton_backward is not None:
         _kernel.NATIVE_BACKWARD = args.triton_backward == "native"
-    _cpu_fused.ENABLED = args.cpu_kernel == "fused" and _cpu_fused.ENABLED
-    cases = build_cases(device, compiled=not args.no_compile)
+    _cpu_fused.ENABLED = args.cpu_kernel != "inductor" and _cpu_fused.ENABLED
+    cases = build_cases(device, compiled=not args.no_compile,
+                        inductor_rows=args.cpu_kernel == "both" and device.type == "cpu")
     gpu = device.type == "cuda"
     # the rows a target judges get the alone pairs (on a GPU only the compiled ones)
     pair_labels = ({f"{name} (compiled)" for name in COMPILED}

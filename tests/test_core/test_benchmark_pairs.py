@@ -57,3 +57,23 @@ def test_target_line_judges_the_alone_ratio_and_prints_both_times(
         f"- {verdict} asl (compiled) 4096x1000: alone {ratio:.2f}x (reverse order 0.47x; "
         f"4.44 ms against 9.31 ms) <= 0.5x; inside the interleaving 0.50x"
     ]
+
+
+def test_inductor_rows_switch_the_cpu_loop_off_for_their_call_only(
+        loss_speed: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    import losses._cpu_fused as cpu_fused
+
+    monkeypatch.setattr(cpu_fused, "ENABLED", True)
+    seen: list[bool] = []
+
+    def loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(cpu_fused.ENABLED)
+        if len(seen) == 2:
+            raise RuntimeError("a failing call")
+        return z.sum()
+
+    row = loss_speed.with_inductor_loop(loss)
+    row(torch.ones(2), torch.ones(2))
+    with pytest.raises(RuntimeError, match="a failing call"):
+        row(torch.ones(2), torch.ones(2))
+    assert seen == [False, False] and cpu_fused.ENABLED is True
