@@ -135,39 +135,64 @@ def cache_dir() -> Path:
     return Path(root) / "cpu_kernels"
 
 
+def _build(compiler: str, defines: list[str], target: Path) -> str | None:
+    """Compile the loop into ``target`` (via a temporary file in the same folder, renamed into
+    place); None when it worked, else what went wrong (the compiler's last output lines)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    except OSError as exc:
+        return f"cannot write to {target.parent}: {exc}"
+    os.close(fd)
+    cmd = [compiler, *FLAGS, *defines, str(SOURCE), "-o", tmp]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        done = subprocess.CompletedProcess(cmd, 1, "", str(exc))
+    if done.returncode != 0:
+        os.unlink(tmp)
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+        return f"exit {done.returncode}; compiler output:\n{tail}"
+    os.replace(tmp, target)
+    return None
+
+
+def _defines(constants: tuple[tuple[str, str], ...]) -> list[str]:
+    """The compiler's -D flags for the loop's constants."""
+    return [f"-DMLLB_{k}={v}" for k, v in constants]
+
+
+def library_path(compiler: str, constants: tuple[tuple[str, str], ...]) -> Path:
+    """Where the loop for ``constants`` built by ``compiler`` is cached: named by a hash of the
+    source, the compiler, its flags and the constants."""
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), compiler.encode(),
+                                     *(f.encode() for f in FLAGS),
+                                     *(d.encode() for d in _defines(constants))]))
+    return cache_dir() / f"poly_{key.hexdigest()[:24]}.so"
+
+
 @functools.cache
 def _library(constants: tuple[tuple[str, str], ...]) -> ctypes.CDLL | None:
     """The loop built for ``constants`` (cached on disk and per process), None if it cannot
-    be built (warned once per set of constants)."""
+    be built or loaded (warned once per set of constants)."""
     compiler = _compiler()
+    fallback = "the compiled losses use inductor's loop instead"
     if compiler is None:
         warnings.warn("MLLB's fused CPU loss kernel needs a C++ compiler ($CXX, c++ or g++) and "
-                      "found none; the compiled losses use inductor's loop instead",
+                      f"found none; {fallback}", RuntimeWarning, stacklevel=3)
+        return None
+    defines = _defines(constants)
+    target = library_path(compiler, constants)
+    if not target.exists() and (problem := _build(compiler, defines, target)) is not None:
+        warnings.warn(f"MLLB's fused CPU loss kernel did not build with {compiler} ({problem}); "
+                      f"{fallback}", RuntimeWarning, stacklevel=3)
+        return None
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as exc:  # e.g. a cache folder mounted noexec
+        warnings.warn(f"MLLB's fused CPU loss kernel {target} did not load ({exc}); {fallback}",
                       RuntimeWarning, stacklevel=3)
         return None
-    defines = [f"-DMLLB_{k}={v}" for k, v in constants]
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, compiler.encode(), *(f.encode() for f in FLAGS),
-                                     *(d.encode() for d in defines)])).hexdigest()[:24]
-    target = cache_dir() / f"poly_{key}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(fd)
-        cmd = [compiler, *FLAGS, *defines, str(SOURCE), "-o", tmp]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        except OSError as exc:
-            done = subprocess.CompletedProcess(cmd, 1, "", str(exc))
-        if done.returncode != 0:
-            os.unlink(tmp)
-            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
-            warnings.warn(f"MLLB's fused CPU loss kernel did not build with {compiler} "
-                          f"(exit {done.returncode}); the compiled losses use inductor's loop "
-                          f"instead. Compiler output:\n{tail}", RuntimeWarning, stacklevel=3)
-            return None
-        os.replace(tmp, target)
-    lib = ctypes.CDLL(str(target))
     fn = lib.mllb_poly_value_and_grad
     fn.restype = ctypes.c_double
     fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,

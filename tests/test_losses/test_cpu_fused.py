@@ -248,3 +248,25 @@ def test_a_built_loop_is_reused_from_the_cache(fresh_cache: Path, loop_calls: li
     # other coefficients: a library of their own
     _value_and_grad(create_loss("asl", gamma_neg=2.0, compile=True), z.float(), y.float())
     assert len(list(fresh_cache.glob("*.so"))) == 2 and len(loop_calls) == 3
+
+
+def test_an_unwritable_cache_or_an_unloadable_library_warns_and_falls_back(
+        fresh_cache: Path, tmp_path: Path, loop_calls: list[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    z, y = _inputs("asl", (8, 20), 0)
+    v64, _ = _value_and_grad(create_loss("asl"), z, y)
+    # a cache folder that cannot be created (a file is in the way)
+    (tmp_path / "a_file").write_text("not a folder")
+    monkeypatch.setenv("MLLB_CACHE_DIR", str(tmp_path / "a_file"))
+    with pytest.warns(RuntimeWarning, match="did not build .*cannot write to"):
+        value, _ = _value_and_grad(_traced("asl"), z.float(), y.float())
+    assert value.item() == pytest.approx(v64.item(), rel=3e-6) and not loop_calls
+    # a cached library that does not load (truncated; coefficients no loss of this process
+    # has loaded, as the dynamic loader hands out a loaded library again by its name)
+    monkeypatch.setenv("MLLB_CACHE_DIR", str(fresh_cache.parent))
+    constants = cpu_fused._constants(cpu_fused.PolyParams(gamma_neg=7.0, clip=0.3), 1.0)
+    path = cpu_fused.library_path(cpu_fused._compiler(), constants)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x7fELF truncated")
+    with pytest.warns(RuntimeWarning, match="did not load"):
+        assert cpu_fused._library(constants) is None
