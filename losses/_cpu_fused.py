@@ -11,18 +11,20 @@ environment (or ``ENABLED = False``) keeps inductor's everywhere.
 Why a loop of its own: inductor's loop of ``_fused_dense`` calls Sleef's exp out of line, and
 all 32 vector registers are caller-saved, so the live vectors are spilled and the constants
 reloaded around that call; a ``torch.where`` costs a compare and a blend on vectors where
-AVX-512 has mask registers. ``benchmarks/loss_speed.py`` measured that loop at 0.44x-0.54x eager
-BCE-with-logits at 4096x1000 for the margin losses, against the 0.5x target of issue 16, with
-the reference's own time moving 9-15 ms with the allocator state (BENCHMARKS.md). Here exp is
-inline (``vscalefps`` for 2^n) and every condition is a mask register.
+AVX-512 has mask registers. Against eager BCE-with-logits in its fastest state at 4096x1000,
+that loop measured 0.42x-0.44x for asl and 0.52x-0.54x for apl_official, against the 0.5x
+target of issue 16 (BENCHMARKS.md, session of 2026-11-27 20:07 UTC). Here exp is inline
+(``vscalefps`` for 2^n) and every condition is a mask register: 0.76x-0.86x of inductor's
+loop's time at 4096x1000.
 
 Built per set of coefficients (``_constants``, the ``-D`` flags of ``_cpu_kernel.cpp``), like
 the Triton kernel's compile-time constants: the branches that do not apply vanish. The shared
 library is cached under ``$MLLB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/mllb`` or
 ``~/.cache/mllb``), named by a hash of the source, the flags and the compiler, written to a
 temporary name and renamed into place (concurrent processes never load a half-written file).
-A build that fails warns once, naming the compiler and its last output lines, and the loss
-keeps inductor's loop.
+A build that fails (or a cache folder that cannot be written, or a library that does not load)
+warns once, naming the compiler and its last output lines, and the loss keeps inductor's
+loop.
 
 The arithmetic is ``_fused_dense``'s float32 route (``losses/_kernel.py``), in the order of
 ``losses/_triton.py``'s ``_poly_kernel``. Deviations from ``_fused_dense``:
@@ -35,8 +37,8 @@ The arithmetic is ``_fused_dense``'s float32 route (``losses/_kernel.py``), in t
   reduction's factor applied to that double sum (inductor: its own float32 order);
 * the OpenMP threads are ``torch.get_num_threads()`` of the calling thread.
 
-Tests: tests/test_losses/test_cpu_fused.py (against float64 eager, against inductor's loop,
-extreme logits, tails, the fallbacks).
+Tests: tests/test_losses/test_cpu_fused.py (against float64 eager; at extreme logits against
+the same closed form in torch ops; tails, threads, the fallbacks, the cache).
 """
 
 from __future__ import annotations
@@ -92,9 +94,11 @@ def available(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str) -> boo
 
 @functools.cache
 def _cpu_has_avx512() -> bool:
-    """AVX-512 F and DQ on this CPU (torch's own check, what inductor picks its ISA by)."""
-    checker = getattr(torch.cpu, "_is_avx512_supported", None)
-    return bool(checker()) if checker is not None else False
+    """AVX-512 F and DQ on this CPU (the instructions the loop uses), by torch's own CPU
+    feature report (cpuinfo); False where this torch has none."""
+    report = getattr(torch.cpu, "get_capabilities", None)
+    flags = report() if report is not None else {}
+    return bool(flags.get("avx512_f") and flags.get("avx512_dq"))
 
 
 def _float(x: float) -> str:
