@@ -49,7 +49,7 @@ The output ends with one PASS/FAIL line per target of issue 16 (``EAGER_TARGETS`
 the loss and the reference alternating alone (the median per-pair ratio; the reverse order, the
 median milliseconds of the loss and of the reference over those pairs, and the ratio inside the
 interleaving beside it: the milliseconds say which side moved when the ratio moves between runs,
-e.g. eager BCE-with-logits at 4096x1000 takes 9-15 ms depending on the allocator state the
+e.g. eager BCE-with-logits at 4096x1000 takes 9-24 ms depending on the allocator state the
 earlier rows left). With ``--device cuda`` only the GPU target is
 judged (``GPU_RATIO``: every compiled row of the family at or below eager BCE-with-logits at
 ``GPU_SHAPES``, in the ``--dtype`` given). On CUDA each call is timed between two

@@ -19,8 +19,8 @@ loop's time at 4096x1000.
 
 Built per set of coefficients (``_constants``, the ``-D`` flags of ``_cpu_kernel.cpp``), like
 the Triton kernel's compile-time constants: the branches that do not apply vanish. The shared
-library is cached under ``$MLLB_CACHE_DIR`` (default ``$XDG_CACHE_HOME/mllb`` or
-``~/.cache/mllb``), named by a hash of the source, the flags and the compiler, written to a
+library is cached under ``$MLLB_CACHE/cpu_kernels`` (default ``~/.cache/mllb/cpu_kernels``),
+named by a hash of the source, the flags and the compiler, written to a
 temporary name and renamed into place (concurrent processes never load a half-written file).
 A build that fails (or a cache folder that cannot be written, or a library that does not load)
 warns once, naming the compiler and its last output lines, and the loss keeps inductor's
@@ -132,11 +132,9 @@ def _compiler() -> str | None:
 
 
 def cache_dir() -> Path:
-    """Where built loops are kept: ``$MLLB_CACHE_DIR``, else ``$XDG_CACHE_HOME/mllb`` or
-    ``~/.cache/mllb``, plus ``cpu_kernels``."""
-    root = os.environ.get("MLLB_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "mllb")
-    return Path(root) / "cpu_kernels"
+    """Where built loops are kept: ``$MLLB_CACHE/cpu_kernels`` (MLLB's cache, default
+    ``~/.cache/mllb``, as the text task's corpus cache)."""
+    return Path(os.environ.get("MLLB_CACHE", Path.home() / ".cache" / "mllb")) / "cpu_kernels"
 
 
 def _build(compiler: str, defines: list[str], target: Path) -> str | None:

@@ -1,4 +1,5 @@
-"""Shared test setup: keep the text-corpus cache inside pytest's temporary directory.
+"""Shared test setup: keep MLLB's cache (the text corpora, the built CPU loss loops) inside
+pytest's temporary directory.
 
 Nothing here imports MLLB: a loss or leaderboard test must not pay for (or depend on) the text
 task, transformers or timm.
@@ -18,7 +19,8 @@ TEXT_TASK = "tasks.text_classification.task"
 @pytest.fixture(autouse=True)
 def _private_text_cache(tmp_path_factory: pytest.TempPathFactory,
                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point the text task's corpus cache (``$MLLB_CACHE``) into the session's temp directory.
+    """Point MLLB's cache (``$MLLB_CACHE``: the text task's corpora, ``losses/_cpu_fused.py``'s
+    built loops) into the session's temp directory.
 
     The variable covers a text task imported later in the test and any subprocess the test
     starts; the module attribute covers a text task imported earlier (at collection time).

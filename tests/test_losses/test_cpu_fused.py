@@ -206,7 +206,7 @@ def test_inputs_the_loop_does_not_serve_take_the_traced_closed_form(
 @pytest.fixture
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty build cache, and no loop loaded in this process for the test's duration."""
-    monkeypatch.setenv("MLLB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("MLLB_CACHE", str(tmp_path))
     cpu_fused._library.cache_clear()
     yield tmp_path / "cpu_kernels"
     cpu_fused._library.cache_clear()
@@ -257,13 +257,13 @@ def test_an_unwritable_cache_or_an_unloadable_library_warns_and_falls_back(
     v64, _ = _value_and_grad(create_loss("asl"), z, y)
     # a cache folder that cannot be created (a file is in the way)
     (tmp_path / "a_file").write_text("not a folder")
-    monkeypatch.setenv("MLLB_CACHE_DIR", str(tmp_path / "a_file"))
+    monkeypatch.setenv("MLLB_CACHE", str(tmp_path / "a_file"))
     with pytest.warns(RuntimeWarning, match="did not build .*cannot write to"):
         value, _ = _value_and_grad(_traced("asl"), z.float(), y.float())
     assert value.item() == pytest.approx(v64.item(), rel=3e-6) and not loop_calls
     # a cached library that does not load (truncated; coefficients no loss of this process
     # has loaded, as the dynamic loader hands out a loaded library again by its name)
-    monkeypatch.setenv("MLLB_CACHE_DIR", str(fresh_cache.parent))
+    monkeypatch.setenv("MLLB_CACHE", str(fresh_cache.parent))
     constants = cpu_fused._constants(cpu_fused.PolyParams(gamma_neg=7.0, clip=0.3), 1.0)
     path = cpu_fused.library_path(cpu_fused._compiler(), constants)
     path.parent.mkdir(parents=True)
