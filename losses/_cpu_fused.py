@@ -46,7 +46,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
-import math
 import os
 import shutil
 import subprocess
@@ -60,7 +59,7 @@ from torch import Tensor
 from losses._kernel import (
     _ATANH_P,
     PolyParams,
-    _margin_shift,
+    closed_form_constants,
     fast_margin,
     grad_scale,
     small_int_exponent,
@@ -73,15 +72,10 @@ FLAGS = ("-O3", "-std=gnu++17", "-mavx512f", "-mavx512dq", "-mfma", "-ffp-contra
 ENABLED = os.environ.get("MLLB_CPU_KERNEL", "1") != "0"
 
 
-def _exponent(g: float) -> int:
-    """g - 1 as the loop's integer exponent (0 for g = 0, whose weight is not computed)."""
-    return small_int_exponent(g - 1.0) if g else 0
-
-
 def supports(hp: PolyParams) -> bool:
     """Whether the loop implements coefficients ``hp``: integer exponents in [0, 8] and a
     margin that takes the one-division form."""
-    return (fast_margin(hp.clip) and all(g == 0 or _exponent(g) >= 0
+    return (fast_margin(hp.clip) and all(g == 0 or small_int_exponent(g - 1.0) >= 0
                                          for g in (hp.gamma_pos, hp.gamma_neg)))
 
 
@@ -108,22 +102,13 @@ def _float(x: float) -> str:
 
 @functools.cache
 def _constants(hp: PolyParams, scale: float) -> tuple[tuple[str, str], ...]:
-    """The loop's -D constants for coefficients ``hp`` and logit scale ``scale``
-    (``losses/_triton.py``'s ``_constants``, as C++ literals; computed once per loss)."""
-    m, eps = hp.clip, hp.eps
-    values = {
-        "SCALE": scale, "M": m, "BIG": _margin_shift(m) if m > 0 else 0.0,
-        "C_M": m / (1.0 + m) if m > 0 else 0.0, "LOG1P_M": math.log1p(m),
-        "GP": hp.gamma_pos, "GN": hp.gamma_neg, "A1": hp.a1, "A2": hp.a2, "B1": hp.b1,
-        "B0": hp.b0, "SP": hp.scale_pos, "SN": hp.scale_neg,
-        "CAP": -math.log(eps) if eps > 0 else 0.0,
-        **{f"P{i}": coef for i, coef in enumerate(_ATANH_P)},
-    }
-    out = [(k, _float(v)) for k, v in values.items()]
-    out += [("GP1_INT", str(_exponent(hp.gamma_pos))), ("GN1_INT", str(_exponent(hp.gamma_neg))),
-            ("CAP_NEG", "true" if eps > 0 and not m >= 2.0 * eps else "false"),
-            ("DETACH", "true" if hp.detach_focal_weight else "false")]
-    return tuple(out)
+    """The loop's -D constants for coefficients ``hp`` and logit scale ``scale``: the Triton
+    kernel's (``_kernel.closed_form_constants``) plus ``_ATANH_P``, as C++ literals (computed
+    once per loss)."""
+    values = (*closed_form_constants(hp, scale),
+              *((f"P{i}", coef) for i, coef in enumerate(_ATANH_P)))
+    return tuple((k, ("true" if v else "false") if isinstance(v, bool)
+                  else str(v) if isinstance(v, int) else _float(v)) for k, v in values)
 
 
 def _compiler() -> str | None:

@@ -502,6 +502,30 @@ def _margin_shift(m: float) -> float:
     return math.log1p(m) - math.log(m)
 
 
+def closed_form_constants(hp: PolyParams, scale: float
+                          ) -> tuple[tuple[str, float | int | bool], ...]:
+    """The constants the hand-written kernels of ``_fused_dense`` specialize on, in the Triton
+    kernel's parameter order (``losses/_triton.py``'s ``constexpr``, ``losses/_cpu_fused.py``'s
+    ``-D`` flags): the logit scale, the margin m with L = log((1 + m) / m), m / (1 + m) and
+    log(1 + m), each exponent with its ``small_int_exponent`` minus one (0 for a zero
+    exponent), the polynomial and weight coefficients, the eps cap -log eps (0: none), whether
+    the negative branch needs the cap too, and whether the weights are detached."""
+    m, eps = hp.clip, hp.eps
+    return (
+        ("SCALE", float(scale)), ("M", float(m)), ("BIG", _margin_shift(m) if m > 0 else 0.0),
+        ("C_M", m / (1.0 + m) if m > 0 else 0.0), ("LOG1P_M", math.log1p(m)),
+        ("GP", float(hp.gamma_pos)),
+        ("GP1_INT", small_int_exponent(hp.gamma_pos - 1.0) if hp.gamma_pos else 0),
+        ("GN", float(hp.gamma_neg)),
+        ("GN1_INT", small_int_exponent(hp.gamma_neg - 1.0) if hp.gamma_neg else 0),
+        ("A1", float(hp.a1)), ("A2", float(hp.a2)), ("B1", float(hp.b1)), ("B0", float(hp.b0)),
+        ("SP", float(hp.scale_pos)), ("SN", float(hp.scale_neg)),
+        ("CAP", -math.log(eps) if eps > 0 else 0.0),
+        ("CAP_NEG", eps > 0 and not m >= 2.0 * eps),
+        ("DETACH", bool(hp.detach_focal_weight)),
+    )
+
+
 def _shifted_q_ratio(z: Tensor, e: Tensor, m: float) -> tuple[Tensor, Tensor]:
     """(a, b) with a / b = exp(-|z - L|) <= 1, L = ``_margin_shift(m)``, from e = exp(-|z|)
     without another exp: c e / 1 (z < 0), c / e (0 <= z < L), e / c (z >= L), c = e^-L."""

@@ -37,21 +37,13 @@ eager; on a GPU the same checks run on CUDA) and tests/test_losses/test_triton_l
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from losses._kernel import (
-    _ATANH_P,
-    PolyParams,
-    _margin_shift,
-    fast_margin,
-    grad_scale,
-    small_int_exponent,
-)
+from losses._kernel import _ATANH_P, PolyParams, closed_form_constants, fast_margin, grad_scale
 
 try:  # an optional dependency: the CPU-only torch wheels come without it
     import triton
@@ -319,21 +311,7 @@ class _Launcher:
 @functools.cache
 def _constants(hp: PolyParams, scale: float, per_element: bool) -> tuple[tuple[str, Any], ...]:
     """The poly kernel's compile-time constants for coefficients ``hp`` (computed once)."""
-    m, eps = hp.clip, hp.eps
-    return (
-        ("SCALE", float(scale)), ("M", float(m)), ("BIG", _margin_shift(m) if m > 0 else 0.0),
-        ("C_M", m / (1.0 + m) if m > 0 else 0.0), ("LOG1P_M", math.log1p(m)),
-        ("GP", float(hp.gamma_pos)),
-        ("GP1_INT", small_int_exponent(hp.gamma_pos - 1.0) if hp.gamma_pos else 0),
-        ("GN", float(hp.gamma_neg)),
-        ("GN1_INT", small_int_exponent(hp.gamma_neg - 1.0) if hp.gamma_neg else 0),
-        ("A1", float(hp.a1)), ("A2", float(hp.a2)), ("B1", float(hp.b1)), ("B0", float(hp.b0)),
-        ("SP", float(hp.scale_pos)), ("SN", float(hp.scale_neg)),
-        ("CAP", -math.log(eps) if eps > 0 else 0.0),
-        ("CAP_NEG", eps > 0 and not m >= 2.0 * eps),
-        ("DETACH", bool(hp.detach_focal_weight)), ("PER_ELEMENT", per_element),
-        ("BLOCK", BLOCK),
-    )
+    return (*closed_form_constants(hp, scale), ("PER_ELEMENT", per_element), ("BLOCK", BLOCK))
 
 
 # the poly kernel writes the gradient (argument 2) and the loss (argument 3)

@@ -4,17 +4,9 @@ tensors' memory comes from (part of what made its numbers), and only those."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from types import ModuleType
 
 import pytest
-
-
-@pytest.fixture
-def loss_speed(import_benchmark: Callable[[str], ModuleType]) -> ModuleType:
-    """``benchmarks/loss_speed.py`` as a module."""
-    return import_benchmark("loss_speed")
-
 
 SETTINGS = ["MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "MALLOC_CONF",
             "GLIBC_TUNABLES", "LD_PRELOAD", "THP_MEM_ALLOC_ENABLE"]

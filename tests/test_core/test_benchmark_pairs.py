@@ -4,17 +4,10 @@ side it prints beside them, computed by hand from scripted call times."""
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 import torch
-
-
-@pytest.fixture
-def loss_speed(import_benchmark: Callable[[str], ModuleType]) -> ModuleType:
-    """``benchmarks/loss_speed.py`` as a module."""
-    return import_benchmark("loss_speed")
 
 
 def test_time_pair_alternates_and_reports_both_sides(loss_speed: ModuleType,
