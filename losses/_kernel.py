@@ -726,10 +726,10 @@ def _triton_kernel(z: Tensor, hp: PolyParams) -> Callable[..., tuple[Tensor, Ten
 
 
 # whether the Triton path's scalar losses take _with_native_backward instead of the Python
-# _CompiledPolyLossFunction. Off: neither has been timed against the other on a GPU yet (the
-# session that wrote it had no device time left); benchmarks/gpu_loss_breakdown.py times both
-# side by side (its "Python autograd.Function" rows), and triton_check.py checks both
-NATIVE_BACKWARD = False
+# _CompiledPolyLossFunction. On: on the GPUs lent so far the Python node was more than half of
+# a compiled call's host time (BENCHMARKS.md "GPU"); loss_speed.py --triton-backward both and
+# gpu_loss_breakdown.py time the two side by side, and triton_check.py checks both
+NATIVE_BACKWARD = True
 
 
 def _with_native_backward(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
@@ -744,9 +744,9 @@ def _with_native_backward(z: Tensor, targets: Tensor, hp: PolyParams, reduction:
     and on the lent H200 the compiled call's backward (the Python node and its ``torch.mul``)
     took about 0.18 ms of host time against 0.08 ms for its forward, while the call's device work
     was a fraction of eager BCE-with-logits' (BENCHMARKS.md "GPU"). The price is one more read
-    of ``z`` and ``g`` (the dot) and three tiny launches. Whether it is faster has not been
-    measured yet: ``NATIVE_BACKWARD`` is off until ``benchmarks/gpu_loss_breakdown.py`` has
-    timed both on a GPU.
+    of ``z`` and ``g`` (the dot) and three tiny launches. ``NATIVE_BACKWARD`` picks it;
+    ``benchmarks/loss_speed.py --triton-backward both`` and ``benchmarks/gpu_loss_breakdown.py``
+    time it against the Python node on a GPU (BENCHMARKS.md "GPU").
 
     Deviations from ``_CompiledPolyLossFunction``: the product ``grad_out * g`` is taken in
     ``z``'s dtype (for bfloat16 logits ``grad_out`` is rounded to bfloat16 first; exact for

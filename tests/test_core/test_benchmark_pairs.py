@@ -70,3 +70,66 @@ def test_inductor_rows_switch_the_cpu_loop_off_for_their_call_only(
     with pytest.raises(RuntimeError, match="a failing call"):
         row(torch.ones(2), torch.ones(2))
     assert seen == [False, False] and cpu_fused.ENABLED is True
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_other_backward_rows_switch_the_backward_for_their_call_only(
+        loss_speed: ModuleType, monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    import losses._kernel as kernel
+
+    monkeypatch.setattr(kernel, "NATIVE_BACKWARD", not native)
+    seen: list[bool] = []
+
+    def loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(kernel.NATIVE_BACKWARD)
+        if len(seen) == 2:
+            raise RuntimeError("a failing call")
+        return z.sum()
+
+    row = loss_speed.with_triton_backward(loss, native)
+    row(torch.ones(2), torch.ones(2))
+    with pytest.raises(RuntimeError, match="a failing call"):
+        row(torch.ones(2), torch.ones(2))
+    assert seen == [native, native] and kernel.NATIVE_BACKWARD is (not native)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_compiled_only_cases_with_the_other_backward(
+        loss_speed: ModuleType, monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    import losses._kernel as kernel
+
+    monkeypatch.setattr(kernel, "NATIVE_BACKWARD", native)
+    cases = loss_speed.build_cases(torch.device("cpu"), other_backward_rows=True,
+                                   compiled_only=True)
+    other = "function" if native else "native"
+    assert [case.label for case in cases] == [
+        loss_speed.REFERENCE, loss_speed.FLOOR,
+        *(f"{name} (compiled)" for name in loss_speed.COMPILED),
+        *(f"{name} (compiled, {other} backward)" for name in loss_speed.COMPILED)]
+    assert [case.uses_cosine for case in cases[-6:]] == [
+        name == "aam" for name in loss_speed.COMPILED]
+    # the other backward's rows are the same loss: equal values on the CPU (no Triton here)
+    z, y = torch.randn(4, 5), (torch.rand(4, 5) < 0.3).float()
+    by_label = {case.label: case for case in cases}
+    assert torch.equal(by_label["asl (compiled)"].loss(z, y),
+                       by_label[f"asl (compiled, {other} backward)"].loss(z, y))
+
+
+def test_gpu_target_lines_judge_the_library_backward_only(
+        loss_speed: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    import losses._kernel as kernel
+
+    monkeypatch.setattr(kernel, "NATIVE_BACKWARD", True)
+    ref = loss_speed.Result(loss_speed.REFERENCE, times=[1e-3, 1e-3])
+    judged = loss_speed.Result("asl (compiled)", times=[0.6e-3, 0.6e-3],
+                               alone=loss_speed.Alone(0.62, 0.71, 0.6e-3, 0.97e-3))
+    other = loss_speed.Result("asl (compiled, function backward)", times=[1.2e-3, 1.2e-3],
+                              alone=loss_speed.Alone(1.21, 1.4, 1.2e-3, 1e-3))
+    lines = loss_speed.target_lines({(1024, 9605): [ref, judged, other]}, gpu=True)
+    assert lines == [
+        "- PASS asl (compiled) 1024x9605: alone 0.62x (reverse order 0.71x; 0.60 ms against "
+        "0.97 ms) <= 1x; inside the interleaving 0.60x",
+        "- (not judged: not the library's backward) FAIL asl (compiled, function backward) "
+        "1024x9605: alone 1.21x (reverse order 1.40x; 1.20 ms against 1.00 ms) <= 1x; inside "
+        "the interleaving 1.20x",
+    ]
