@@ -76,6 +76,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import NamedTuple
 
 import torch
@@ -259,21 +260,28 @@ class Result:
     launches: float | None = None  # CUDA: kernels launched per call
 
 
+def with_setting(loss: Callable[[Tensor, Tensor], Tensor], module: ModuleType, name: str,
+                 value: bool) -> Callable[[Tensor, Tensor], Tensor]:
+    """``loss`` called with ``module.name`` set to ``value`` for the call only (restored after
+    it, also when it raises)."""
+
+    def call(z: Tensor, y: Tensor) -> Tensor:
+        previous = getattr(module, name)
+        setattr(module, name, value)
+        try:
+            return loss(z, y)
+        finally:
+            setattr(module, name, previous)
+
+    return call
+
+
 def with_inductor_loop(
         loss: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
     """``loss`` (a compiled family loss) called with the AVX-512 loop switched off for the
     call, so that its forward runs inductor's loop of the same closed form (its backward
     only hands the gradient on)."""
-
-    def call(z: Tensor, y: Tensor) -> Tensor:
-        enabled = _cpu_fused.ENABLED
-        _cpu_fused.ENABLED = False
-        try:
-            return loss(z, y)
-        finally:
-            _cpu_fused.ENABLED = enabled
-
-    return call
+    return with_setting(loss, _cpu_fused, "ENABLED", False)
 
 
 def with_triton_backward(loss: Callable[[Tensor, Tensor], Tensor],
@@ -282,16 +290,7 @@ def with_triton_backward(loss: Callable[[Tensor, Tensor], Tensor],
     ``native`` for the call: on CUDA its forward then builds the other backward (native
     autograd nodes or the Python ``autograd.Function``), which the graph keeps for
     ``.backward()``."""
-
-    def call(z: Tensor, y: Tensor) -> Tensor:
-        previous = _kernel.NATIVE_BACKWARD
-        _kernel.NATIVE_BACKWARD = native
-        try:
-            return loss(z, y)
-        finally:
-            _kernel.NATIVE_BACKWARD = previous
-
-    return call
+    return with_setting(loss, _kernel, "NATIVE_BACKWARD", native)
 
 
 def backward_label(native: bool) -> str:
