@@ -44,6 +44,7 @@ import types
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,29 @@ class PolyParams:
     scale_neg: float = 1.0
     eps: float = 0.0
     detach_focal_weight: bool = False
+
+
+def cached_params(build: Callable[..., PolyParams]) -> Callable[..., PolyParams]:
+    """``build`` (validates hyper-parameters, raising the loss's message, and returns their
+    ``PolyParams``) run once per set of values: a family loss calls it on every call, and on a
+    GPU the call is bound by host time (BENCHMARKS.md "GPU"), of which the checks and the
+    dataclass took about a third of the Python above the kernel. Keyed by value and type
+    (``typed``: 4 and 4.0 stay apart), 256 sets at most (``asl_adaptive`` moves gamma_neg every
+    step); invalid values raise on every call (an exception is not cached), and a value that
+    cannot be hashed skips the cache, so ``build``'s own message still names it."""
+    cached = functools.lru_cache(maxsize=256, typed=True)(build)
+
+    @functools.wraps(build)
+    def params(*args: object) -> PolyParams:
+        try:
+            hash(args)
+        except TypeError:
+            return build(*args)
+        return cached(*args)
+
+    params.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    params.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return params
 
 
 def _pow(x: Tensor, g: float, with_lower: bool = False) -> tuple[Tensor | None, Tensor | None]:
@@ -363,7 +387,9 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
 
 def grad_scale(z: Tensor, reduction: str) -> float:
     """The factor a reduction puts on the elementwise gradient: 1/(N*C), 1/N or 1."""
-    return {"mean": 1.0 / z.numel(), "batchmean": 1.0 / z.shape[0]}.get(reduction, 1.0)
+    if reduction == "mean":
+        return 1.0 / z.numel()
+    return 1.0 / z.shape[0] if reduction == "batchmean" else 1.0
 
 
 def times_grad_out(grad: Tensor, grad_out: Tensor) -> Tensor:
@@ -691,8 +717,20 @@ class _CompiledPolyLossFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:  # type: ignore[override]
+        # once_differentiable only where it acts (create_graph=True: grad mode is on inside
+        # backward): its wrapper costs host time on every call, and on a GPU the compiled call
+        # is bound by host time (BENCHMARKS.md "GPU")
+        if torch.is_grad_enabled():
+            return _CompiledPolyLossFunction._once_differentiable_backward(ctx, grad_out)
+        (grad,) = ctx.saved_tensors
+        return times_grad_out(grad, grad_out), None, None, None, None, None
+
+    @staticmethod
+    @once_differentiable
+    def _once_differentiable_backward(
+            ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
+        """Backward under ``create_graph=True``: differentiating its result again raises."""
         (grad,) = ctx.saved_tensors
         return times_grad_out(grad, grad_out), None, None, None, None, None
 
@@ -729,7 +767,7 @@ def _triton_kernel(z: Tensor, hp: PolyParams) -> Callable[..., tuple[Tensor, Ten
 # _CompiledPolyLossFunction. On: on the GPUs lent so far the Python node was more than half of
 # a compiled call's host time (BENCHMARKS.md "GPU"); loss_speed.py --triton-backward both and
 # gpu_loss_breakdown.py time the two side by side, and triton_check.py checks both
-NATIVE_BACKWARD = True
+NATIVE_BACKWARD = False
 
 
 def _with_native_backward(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losses._kernel import PolyParams, check_inputs, compute_dtype, poly_loss, reduce
+from losses._kernel import PolyParams, cached_params, check_inputs, compute_dtype, poly_loss, reduce
 from losses.base import LOSSES, MultiLabelLoss, check_finite, check_margin, check_nonneg, require
 
 
@@ -69,15 +69,14 @@ def aam_loss(
         detach_focal_weight: treat the focusing weights as constants in backward.
         reduction: "mean" (over N*C), "sum", "batchmean" (sum / N, the authors' code) or "none".
     """
-    check_inputs("aam", cos_theta, targets, reduction)
-    _check_aam(s, m, k, gamma_pos, gamma_neg, clip)
     if m == 0 and clip == 0:
         # with z = s cos, eq. 1 is the asymmetric polynomial family (losses/_kernel.py) with
         # c+ = k / s, c- = (1 - k) / s and the ASL focusing convention: one fused kernel that
         # saves one [N, C] tensor (its gradient) instead of the composition's seven
-        hp = PolyParams(gamma_pos=gamma_pos, gamma_neg=gamma_neg, scale_pos=k / s,
-                        scale_neg=(1.0 - k) / s, detach_focal_weight=detach_focal_weight)
+        hp = _aam_params(s, m, k, gamma_pos, gamma_neg, clip, detach_focal_weight)
         return poly_loss(cos_theta, targets, hp, reduction, "aam", scale=s)
+    check_inputs("aam", cos_theta, targets, reduction)
+    _check_aam(s, m, k, gamma_pos, gamma_neg, clip)
     c = cos_theta.to(compute_dtype(cos_theta))
     y = targets.to(c.dtype)
     z_pos = s * (c - m)  # [N, C] logit of the positive side
@@ -92,6 +91,15 @@ def aam_loss(
         if gamma_neg:
             loss_neg = loss_neg * torch.sigmoid(zp).pow(gamma_neg)
     return reduce(loss_neg + y * (loss_pos - loss_neg), reduction)
+
+
+@cached_params
+def _aam_params(s: float, m: float, k: float, gamma_pos: float, gamma_neg: float, clip: float,
+                detach_focal_weight: bool) -> PolyParams:
+    """aam's checked coefficients as the family's (m = clip = 0), once per set of values."""
+    _check_aam(s, m, k, gamma_pos, gamma_neg, clip)
+    return PolyParams(gamma_pos=gamma_pos, gamma_neg=gamma_neg, scale_pos=k / s,
+                      scale_neg=(1.0 - k) / s, detach_focal_weight=detach_focal_weight)
 
 
 @LOSSES.register("aam")

@@ -35,7 +35,7 @@ from typing import Any
 
 from torch import Tensor
 
-from losses._kernel import PolyParams, poly_loss
+from losses._kernel import PolyParams, cached_params, poly_loss
 from losses.asl import _check_asl
 from losses.base import LOSSES, MultiLabelLoss, check_finite
 
@@ -65,12 +65,21 @@ def apl_loss(
         detach_focal_weight: treat the focusing weights as constants in backward.
         reduction: "mean" (over N*C), "sum", "batchmean" (sum / N) or "none".
     """
+    hp = _apl_params(alpha1, alpha2, beta1, gamma_pos, gamma_neg, p_th, eps,
+                     detach_focal_weight)
+    return poly_loss(logits, targets, hp, reduction, "apl")
+
+
+@cached_params
+def _apl_params(alpha1: float, alpha2: float, beta1: float, gamma_pos: float,
+                gamma_neg: float, p_th: float, eps: float,
+                detach_focal_weight: bool) -> PolyParams:
+    """apl's checked coefficients (once per set of values)."""
     _check_asl("apl", gamma_pos, gamma_neg, p_th, eps)
     check_finite("apl", alpha1=alpha1, alpha2=alpha2, beta1=beta1)
-    hp = PolyParams(gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=p_th, a1=alpha1 - 1.0,
-                    a2=alpha2 - 0.5, b1=beta1 - 1.0, eps=eps,
-                    detach_focal_weight=detach_focal_weight)
-    return poly_loss(logits, targets, hp, reduction, "apl")
+    return PolyParams(gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=p_th, a1=alpha1 - 1.0,
+                      a2=alpha2 - 0.5, b1=beta1 - 1.0, eps=eps,
+                      detach_focal_weight=detach_focal_weight)
 
 
 @LOSSES.register("apl")
@@ -120,13 +129,22 @@ def apl_official_loss(
         gamma_pos, gamma_neg, clip, eps, detach_focal_weight: as in :func:`asl_loss`.
         reduction: "mean" (over N*C), "sum", "batchmean" (sum / N) or "none".
     """
+    hp = _apl_official_params(epsilon_pos, epsilon_neg, epsilon_pos_pow, gamma_pos, gamma_neg,
+                              clip, eps, detach_focal_weight)
+    return poly_loss(logits, targets, hp, reduction, "apl_official")
+
+
+@cached_params
+def _apl_official_params(epsilon_pos: float, epsilon_neg: float, epsilon_pos_pow: float,
+                         gamma_pos: float, gamma_neg: float, clip: float, eps: float,
+                         detach_focal_weight: bool) -> PolyParams:
+    """apl_official's checked coefficients (once per set of values)."""
     _check_asl("apl_official", gamma_pos, gamma_neg, clip, eps)
     check_finite("apl_official", epsilon_pos=epsilon_pos, epsilon_neg=epsilon_neg,
                  epsilon_pos_pow=epsilon_pos_pow)
-    hp = PolyParams(gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip, a1=-epsilon_pos,
-                    a2=-0.5 * epsilon_pos_pow, b1=epsilon_neg, b0=-epsilon_neg, eps=eps,
-                    detach_focal_weight=detach_focal_weight)
-    return poly_loss(logits, targets, hp, reduction, "apl_official")
+    return PolyParams(gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip, a1=-epsilon_pos,
+                      a2=-0.5 * epsilon_pos_pow, b1=epsilon_neg, b0=-epsilon_neg, eps=eps,
+                      detach_focal_weight=detach_focal_weight)
 
 
 @LOSSES.register("apl_official")

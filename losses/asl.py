@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from losses._kernel import PolyParams, compute_dtype, poly_loss
+from losses._kernel import PolyParams, cached_params, compute_dtype, poly_loss
 from losses.base import LOSSES, MultiLabelLoss, check_margin, check_nonneg, require
 
 
@@ -64,10 +64,17 @@ def asl_loss(
         detach_focal_weight: treat the focusing weights as constants in backward.
         reduction: "mean" (over N*C), "sum", "batchmean" (sum / N) or "none".
     """
-    _check_asl("asl", gamma_pos, gamma_neg, clip, eps)
-    hp = PolyParams(gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip, eps=eps,
-                    detach_focal_weight=detach_focal_weight)
+    hp = _asl_params(gamma_pos, gamma_neg, clip, eps, detach_focal_weight)
     return poly_loss(logits, targets, hp, reduction, "asl")
+
+
+@cached_params
+def _asl_params(gamma_pos: float, gamma_neg: float, clip: float, eps: float,
+                detach_focal_weight: bool) -> PolyParams:
+    """asl's checked coefficients (once per set of values)."""
+    _check_asl("asl", gamma_pos, gamma_neg, clip, eps)
+    return PolyParams(gamma_pos=gamma_pos, gamma_neg=gamma_neg, clip=clip, eps=eps,
+                      detach_focal_weight=detach_focal_weight)
 
 
 @LOSSES.register("asl")

@@ -18,7 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from losses._kernel import PolyParams, check_inputs, compute_dtype, poly_loss, reduce
+from losses._kernel import (
+    PolyParams,
+    cached_params,
+    check_inputs,
+    compute_dtype,
+    poly_loss,
+    reduce,
+)
 from losses.base import LOSSES, MultiLabelLoss, check_finite, check_nonneg, require
 
 
@@ -88,11 +95,16 @@ def focal_loss(
         alpha: weight of the positive term, 1 - alpha weights the negative one; None: no weights.
         reduction: "mean" (over N*C), "sum", "batchmean" (sum / N) or "none".
     """
+    return poly_loss(logits, targets, _focal_params(gamma, alpha), reduction, "focal")
+
+
+@cached_params
+def _focal_params(gamma: float, alpha: float | None) -> PolyParams:
+    """focal's checked coefficients (once per set of values)."""
     _check_focal(gamma, alpha)
     a = 1.0 if alpha is None else alpha
     b = 1.0 if alpha is None else 1.0 - alpha
-    hp = PolyParams(gamma_pos=gamma, gamma_neg=gamma, scale_pos=a, scale_neg=b)
-    return poly_loss(logits, targets, hp, reduction, "focal")
+    return PolyParams(gamma_pos=gamma, gamma_neg=gamma, scale_pos=a, scale_neg=b)
 
 
 @LOSSES.register("focal")
@@ -117,9 +129,14 @@ def poly1_loss(
         epsilon: coefficient of the first polynomial term (0 gives BCE; may be negative > -1).
         reduction: "mean" (over N*C), "sum", "batchmean" (sum / N) or "none".
     """
+    return poly_loss(logits, targets, _poly1_params(epsilon), reduction, "poly1")
+
+
+@cached_params
+def _poly1_params(epsilon: float) -> PolyParams:
+    """poly1's checked coefficients (once per set of values)."""
     check_finite("poly1", epsilon=epsilon)
-    hp = PolyParams(a1=epsilon, b1=epsilon)
-    return poly_loss(logits, targets, hp, reduction, "poly1")
+    return PolyParams(a1=epsilon, b1=epsilon)
 
 
 @LOSSES.register("poly1")

@@ -63,3 +63,23 @@ def test_gradient_modified_in_place_is_never_silently_reused(name: str) -> None:
         assert "modified by an inplace operation" in str(exc)
     else:
         _close(again, ref)
+
+
+@pytest.mark.parametrize("name", ["asl", "aam"])
+def test_compiled_backward_under_create_graph_cannot_be_differentiated_again(name: str) -> None:
+    """The compiled family's backward applies ``once_differentiable`` only under
+    ``create_graph=True`` (its wrapper's host time is saved otherwise): a gradient that depends
+    on a ``grad_out`` requiring grad still refuses a second differentiation, and the gradient
+    equals the eager loss's."""
+    g = torch.Generator().manual_seed(1)
+    z = (torch.randn(6, 7, generator=g) / 5).clamp(-1, 1)
+    y = (torch.rand(6, 7, generator=g) < 0.3).float()
+    x = z.clone().requires_grad_(True)
+    w = torch.tensor(2.0, requires_grad=True)
+    (grad,) = torch.autograd.grad(create_loss(name, compile=True)(x, y) * w, x,
+                                  create_graph=True)
+    r = z.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(create_loss(name)(r, y) * 2.0, r)
+    torch.testing.assert_close(grad.detach(), want, rtol=1e-5, atol=1e-7)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()
