@@ -764,9 +764,11 @@ def _triton_kernel(z: Tensor, hp: PolyParams) -> Callable[..., tuple[Tensor, Ten
 
 
 # whether the Triton path's scalar losses take _with_native_backward instead of the Python
-# _CompiledPolyLossFunction. On: on the GPUs lent so far the Python node was more than half of
-# a compiled call's host time (BENCHMARKS.md "GPU"); loss_speed.py --triton-backward both and
-# gpu_loss_breakdown.py time the two side by side, and triton_check.py checks both
+# _CompiledPolyLossFunction. Off: on an H100 the native form ran 1.25x-1.37x eager BCE against
+# 1.06x-1.12x for the Python node in the same run (its dot and three more launches cost more
+# than the Python node, which costs 0.01-0.02 ms more than a native node; BENCHMARKS.md "GPU,
+# third lent session"). loss_speed.py --triton-backward both and gpu_loss_breakdown.py time the
+# two side by side, and triton_check.py checks both
 NATIVE_BACKWARD = False
 
 
@@ -782,9 +784,10 @@ def _with_native_backward(z: Tensor, targets: Tensor, hp: PolyParams, reduction:
     and on the lent H200 the compiled call's backward (the Python node and its ``torch.mul``)
     took about 0.18 ms of host time against 0.08 ms for its forward, while the call's device work
     was a fraction of eager BCE-with-logits' (BENCHMARKS.md "GPU"). The price is one more read
-    of ``z`` and ``g`` (the dot) and three tiny launches. ``NATIVE_BACKWARD`` picks it;
+    of ``z`` and ``g`` (the dot) and three tiny launches, which on an H100 cost more than the
+    Python node saves: ``NATIVE_BACKWARD`` (off) picks it, and
     ``benchmarks/loss_speed.py --triton-backward both`` and ``benchmarks/gpu_loss_breakdown.py``
-    time it against the Python node on a GPU (BENCHMARKS.md "GPU").
+    time it against the Python node on a GPU (BENCHMARKS.md "GPU, third lent session").
 
     Deviations from ``_CompiledPolyLossFunction``: the product ``grad_out * g`` is taken in
     ``z``'s dtype (for bfloat16 logits ``grad_out`` is rounded to bfloat16 first; exact for

@@ -16,7 +16,10 @@ inductor's time went was not measured. This kernel took the compiled rows from 0
 to 0.54-0.58 ms a call there (float32), still 1.0x-1.4x BCE's. A later session took such a
 call apart (``benchmarks/gpu_loss_breakdown.py``): the kernel runs at the memory floor (0.047
 ms against 0.042 ms on an H100) and the call's kernels take 0.25x-0.29x BCE's device time, but
-a call timed between synchronizations is bound by host work, mostly backward's Python node.
+a call timed between synchronizations is bound by host work. Most of it is backward: the
+autograd engine's hand-off to its device thread (0.19-0.24 ms for one 8-element node on an
+H100), which eager BCE pays too; the Python node adds 0.01-0.02 ms to it. With the host path
+trimmed the compiled call ran at BCE's cost there (BENCHMARKS.md "GPU, third lent session").
 
 The arithmetic is ``_fused_dense``'s float32 route, line for line (``losses/_kernel.py``): one
 exp, the log1p's as ``2 atanh(s)`` polynomials (``_ATANH_P``), the quotients from one division,
