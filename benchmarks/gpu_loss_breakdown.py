@@ -23,6 +23,9 @@ same inputs. Rows, from the whole call down to one launch:
   launch does after its lookup).
 * ``tiny [8]``: the autograd engine's cost of one backward node on an 8-element tensor, a
   native one (``DotBackward0``) against a Python ``autograd.Function``.
+* ``[N,C] Python node ...`` and ``g * grad_out on the main thread``: backward's scaling of an
+  [N, C] gradient by a device scalar, in a Python node on the engine's device thread (its
+  forward only makes a zero) and alone on the main thread.
 * ``floor torch.add(z, y, out=g)``: one read of both inputs, one write of [N, C].
 
 Columns (medians over ``--calls`` calls, ``--repeats`` times):
@@ -247,6 +250,29 @@ def main(argv: list[str] | None = None) -> int:
         tiny.grad = None
         Identity.apply(tiny).backward()
 
+    # backward's scaling grad * grad_out of an [N, C] gradient, in a Python node on the engine's
+    # device thread against the same multiplication on the main thread: the profiler put 0.21-
+    # 0.25 ms of self CPU time on that aten::mul on an H100 (BENCHMARKS.md "GPU, third lent
+    # session"), and an earlier breakdown 0.011 ms of host time on the main thread
+    saved_g = torch.full_like(zd, 0.5)
+    grad_one = torch.ones((), device=zd.device, dtype=torch.float32)
+
+    class Scaled(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+            return x.new_zeros((), dtype=torch.float32)
+
+        @staticmethod
+        def backward(ctx: Any, grad_out: Tensor) -> Tensor:  # type: ignore[override]
+            return saved_g * grad_out
+
+    def node_scaling() -> None:
+        z.grad = None
+        Scaled.apply(z).backward()
+
+    def main_thread_scaling() -> None:
+        saved_g * grad_one
+
     rows: list[tuple[str, Callable[[], object]]] = [
         ("BCE-with-logits fwd+bwd", reference_step),
         (f"{args.loss} (compiled) fwd+bwd, Python autograd.Function", with_backward(False)),
@@ -258,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         ("kernel, losses._triton launcher", library_launch),
         ("tiny [8]: dot(x, 1).backward() (native node)", tiny_native),
         ("tiny [8]: autograd.Function(x).backward() (Python node)", tiny_python),
+        ("[N,C] Python node whose backward returns g * grad_out", node_scaling),
+        ("g * grad_out on the main thread", main_thread_scaling),
         ("floor torch.add(z, y, out=g)", floor),
     ]
     for _, fn in rows:  # warm every path (allocator, launchers)
