@@ -77,8 +77,9 @@ class PolyParams:
 def cached_params(build: Callable[..., PolyParams]) -> Callable[..., PolyParams]:
     """``build`` (validates hyper-parameters, raising the loss's message, and returns their
     ``PolyParams``) run once per set of values: a family loss calls it on every call, and on a
-    GPU the call is bound by host time (BENCHMARKS.md "GPU"), of which the checks and the
-    dataclass took about a third of the Python above the kernel. Keyed by value and type
+    GPU the call is bound by host time (BENCHMARKS.md "GPU"), and the checks and the
+    dataclass took about a quarter of a compiled asl forward's Python (cProfile, with the
+    kernel replaced by a stub, on a 2-vCPU machine). Keyed by value and type
     (``typed``: 4 and 4.0 stay apart), 256 sets at most (``asl_adaptive`` moves gamma_neg every
     step); invalid values raise on every call (an exception is not cached), and a value that
     cannot be hashed skips the cache, so ``build``'s own message still names it."""
