@@ -25,7 +25,8 @@ same inputs. Rows, from the whole call down to one launch:
   native one (``DotBackward0``) against a Python ``autograd.Function``.
 * ``[N,C] Python node ...`` and ``g * grad_out on the main thread``: backward's scaling of an
   [N, C] gradient by a device scalar, in a Python node on the engine's device thread (its
-  forward only makes a zero) and alone on the main thread.
+  forward only allocates the node's buffer and makes a zero), into a new tensor or in place,
+  and alone on the main thread.
 * ``floor torch.add(z, y, out=g)``: one read of both inputs, one write of [N, C].
 
 Columns (medians over ``--calls`` calls, ``--repeats`` times):
@@ -251,24 +252,32 @@ def main(argv: list[str] | None = None) -> int:
         Identity.apply(tiny).backward()
 
     # backward's scaling grad * grad_out of an [N, C] gradient, in a Python node on the engine's
-    # device thread against the same multiplication on the main thread: the profiler put 0.21-
-    # 0.25 ms of self CPU time on that aten::mul on an H100 (BENCHMARKS.md "GPU, third lent
-    # session"), and an earlier breakdown 0.011 ms of host time on the main thread
+    # device thread (into a new tensor, as the library does, or in place into the node's own
+    # buffer, which AccumulateGrad can then take over) against the same multiplication on the
+    # main thread: the profiler put 0.21 ms of self CPU time on that aten::mul on an H100
+    # (BENCHMARKS.md "GPU, third lent session"), and an earlier breakdown 0.011 ms of host time
+    # on the main thread
     saved_g = torch.full_like(zd, 0.5)
     grad_one = torch.ones((), device=zd.device, dtype=torch.float32)
 
     class Scaled(torch.autograd.Function):
         @staticmethod
-        def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+        def forward(ctx: Any, x: Tensor, in_place: bool) -> Tensor:  # type: ignore[override]
+            ctx.g, ctx.in_place = torch.empty_like(x), in_place  # the node's own [N, C] buffer
             return x.new_zeros((), dtype=torch.float32)
 
         @staticmethod
-        def backward(ctx: Any, grad_out: Tensor) -> Tensor:  # type: ignore[override]
-            return saved_g * grad_out
+        def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+            g = ctx.g
+            del ctx.g  # the returned tensor's only reference: AccumulateGrad takes it over
+            return (g.mul_(grad_out) if ctx.in_place else g * grad_out), None
 
-    def node_scaling() -> None:
-        z.grad = None
-        Scaled.apply(z).backward()
+    def node_scaling(in_place: bool) -> Callable[[], None]:
+        def step() -> None:
+            z.grad = None
+            Scaled.apply(z, in_place).backward()
+
+        return step
 
     def main_thread_scaling() -> None:
         saved_g * grad_one
@@ -284,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
         ("kernel, losses._triton launcher", library_launch),
         ("tiny [8]: dot(x, 1).backward() (native node)", tiny_native),
         ("tiny [8]: autograd.Function(x).backward() (Python node)", tiny_python),
-        ("[N,C] Python node whose backward returns g * grad_out", node_scaling),
+        ("[N,C] Python node whose backward returns g * grad_out", node_scaling(False)),
+        ("[N,C] Python node whose backward returns g.mul_(grad_out)", node_scaling(True)),
         ("g * grad_out on the main thread", main_thread_scaling),
         ("floor torch.add(z, y, out=g)", floor),
     ]
