@@ -26,7 +26,9 @@ same inputs. Rows, from the whole call down to one launch:
 * ``[N,C] Python node ...`` and ``g * grad_out on the main thread``: backward's scaling of an
   [N, C] gradient by a device scalar, in a Python node on the engine's device thread (its
   forward only allocates the node's buffer and makes a zero), into a new tensor or in place,
-  and alone on the main thread.
+  and alone on the main thread, also through ``torch._foreach_mul`` (a vectorized kernel that
+  reads the device scalar; ``torch.mul`` with a 0-dim CUDA operand runs torch's
+  non-vectorized elementwise kernel).
 * ``floor torch.add(z, y, out=g)``: one read of both inputs, one write of [N, C].
 
 Columns (medians over ``--calls`` calls, ``--repeats`` times):
@@ -282,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     def main_thread_scaling() -> None:
         saved_g * grad_one
 
+    def main_thread_foreach_scaling() -> None:
+        # the same product through the multi-tensor kernel the optimizers use, which reads a
+        # device scalar without the stride-0 operand that keeps torch.mul off its vectorized
+        # kernel (the profile's elementwise_kernel): is backward's last kernel faster?
+        torch._foreach_mul([saved_g], grad_one)
+
     rows: list[tuple[str, Callable[[], object]]] = [
         ("BCE-with-logits fwd+bwd", reference_step),
         (f"{args.loss} (compiled) fwd+bwd, Python autograd.Function", with_backward(False)),
@@ -296,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         ("[N,C] Python node whose backward returns g * grad_out", node_scaling(False)),
         ("[N,C] Python node whose backward returns g.mul_(grad_out)", node_scaling(True)),
         ("g * grad_out on the main thread", main_thread_scaling),
+        ("torch._foreach_mul([g], grad_out) on the main thread", main_thread_foreach_scaling),
         ("floor torch.add(z, y, out=g)", floor),
     ]
     for _, fn in rows:  # warm every path (allocator, launchers)
