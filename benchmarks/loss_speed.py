@@ -293,9 +293,10 @@ def with_triton_backward(loss: Callable[[Tensor, Tensor], Tensor],
     return with_setting(loss, _kernel, "NATIVE_BACKWARD", native)
 
 
-def backward_label(native: bool) -> str:
-    """The row suffix of the compiled family through one backward on CUDA."""
-    return "native backward" if native else "function backward"
+def other_backward_row(name: str) -> str:
+    """The label of compiled family loss ``name``'s row through the backward on CUDA that
+    ``_kernel.NATIVE_BACKWARD`` does not pick (``--triton-backward both``)."""
+    return f"{name} (compiled, {'function' if _kernel.NATIVE_BACKWARD else 'native'} backward)"
 
 
 def build_cases(device: torch.device, compiled: bool = True,
@@ -324,9 +325,8 @@ def build_cases(device: torch.device, compiled: bool = True,
                        with_inductor_loop(compiled_loss(name)), uses_cosine=name == "aam",
                        compiled=True) for name in COMPILED]
     if compiled and other_backward_rows:
-        other = not _kernel.NATIVE_BACKWARD
-        extra += [Case(f"{name} (compiled, {backward_label(other)})",
-                       with_triton_backward(compiled_loss(name), other),
+        extra += [Case(other_backward_row(name),
+                       with_triton_backward(compiled_loss(name), not _kernel.NATIVE_BACKWARD),
                        uses_cosine=name == "aam", compiled=True) for name in COMPILED]
     if compiled_only:
         return [Case(REFERENCE, reference), Case(FLOOR, None), *extra]
@@ -672,8 +672,7 @@ def target_lines(all_results: dict[tuple[int, int], list[Result]],
         if gpu:
             if shape in GPU_SHAPES:
                 todo += [(f"{name} (compiled)", GPU_RATIO, None, True) for name in COMPILED]
-                other = backward_label(not _kernel.NATIVE_BACKWARD)
-                todo += [(f"{name} (compiled, {other})", GPU_RATIO, None, False)
+                todo += [(other_backward_row(name), GPU_RATIO, None, False)
                          for name in COMPILED]
         else:
             if shape in EAGER_SHAPES:
@@ -829,9 +828,8 @@ def main(argv: list[str] | None = None) -> int:
                         compiled_only=args.compiled_only)
     # the rows a target judges get the alone pairs (on a GPU only the compiled ones, and the
     # other backward's rows beside them)
-    other = backward_label(not _kernel.NATIVE_BACKWARD)
     pair_labels = ({f"{name} (compiled)" for name in COMPILED}
-                   | ({f"{name} (compiled, {other})" for name in COMPILED} if gpu
+                   | ({other_backward_row(name) for name in COMPILED} if gpu
                       else set(EAGER_TARGETS)))
     out = [header(device, dtype), ""]
     print(out[0], flush=True)

@@ -88,13 +88,10 @@ def cached_params(build: Callable[..., PolyParams]) -> Callable[..., PolyParams]
     @functools.wraps(build)
     def params(*args: object) -> PolyParams:
         try:
-            hash(args)
-        except TypeError:
+            return cached(*args)
+        except TypeError:  # an unhashable value (or build's own TypeError, which it raises again)
             return build(*args)
-        return cached(*args)
 
-    params.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
-    params.cache_info = cached.cache_info  # type: ignore[attr-defined]
     return params
 
 

@@ -3,6 +3,7 @@ side it prints beside them, computed by hand from scripted call times."""
 
 from __future__ import annotations
 
+import importlib
 import statistics
 from types import ModuleType
 
@@ -52,45 +53,32 @@ def test_target_line_judges_the_alone_ratio_and_prints_both_times(
     ]
 
 
-def test_inductor_rows_switch_the_cpu_loop_off_for_their_call_only(
-        loss_speed: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    import losses._cpu_fused as cpu_fused
-
-    monkeypatch.setattr(cpu_fused, "ENABLED", True)
+@pytest.mark.parametrize(("wrapper", "module_name", "flag", "inside"), [
+    ("with_inductor_loop", "losses._cpu_fused", "ENABLED", False),
+    ("with_triton_backward", "losses._kernel", "NATIVE_BACKWARD", True),
+    ("with_triton_backward", "losses._kernel", "NATIVE_BACKWARD", False),
+], ids=["inductor loop", "native backward", "function backward"])
+def test_row_wrappers_set_their_flag_for_their_call_only(
+        loss_speed: ModuleType, monkeypatch: pytest.MonkeyPatch, wrapper: str,
+        module_name: str, flag: str, inside: bool) -> None:
+    """The inductor-loop rows switch the AVX-512 loop off, the other-backward rows switch
+    ``NATIVE_BACKWARD``, each for its own call only, also when that call raises."""
+    module = importlib.import_module(module_name)
+    monkeypatch.setattr(module, flag, not inside)
     seen: list[bool] = []
 
     def loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        seen.append(cpu_fused.ENABLED)
+        seen.append(getattr(module, flag))
         if len(seen) == 2:
             raise RuntimeError("a failing call")
         return z.sum()
 
-    row = loss_speed.with_inductor_loop(loss)
+    wrap = getattr(loss_speed, wrapper)
+    row = wrap(loss) if wrapper == "with_inductor_loop" else wrap(loss, inside)
     row(torch.ones(2), torch.ones(2))
     with pytest.raises(RuntimeError, match="a failing call"):
         row(torch.ones(2), torch.ones(2))
-    assert seen == [False, False] and cpu_fused.ENABLED is True
-
-
-@pytest.mark.parametrize("native", [True, False])
-def test_other_backward_rows_switch_the_backward_for_their_call_only(
-        loss_speed: ModuleType, monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
-    import losses._kernel as kernel
-
-    monkeypatch.setattr(kernel, "NATIVE_BACKWARD", not native)
-    seen: list[bool] = []
-
-    def loss(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        seen.append(kernel.NATIVE_BACKWARD)
-        if len(seen) == 2:
-            raise RuntimeError("a failing call")
-        return z.sum()
-
-    row = loss_speed.with_triton_backward(loss, native)
-    row(torch.ones(2), torch.ones(2))
-    with pytest.raises(RuntimeError, match="a failing call"):
-        row(torch.ones(2), torch.ones(2))
-    assert seen == [native, native] and kernel.NATIVE_BACKWARD is (not native)
+    assert seen == [inside, inside] and getattr(module, flag) is (not inside)
 
 
 @pytest.mark.parametrize("native", [True, False])
