@@ -43,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +99,7 @@ def synthetic_coco(root: Path, n: int, n_val: int = 4) -> Path:
     return root
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[[], object]) -> float:
     """Wall seconds of ``fn()`` (CUDA work included)."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()

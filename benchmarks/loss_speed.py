@@ -754,7 +754,7 @@ def cpu_kernel_label() -> str:
     if not _cpu_fused.ENABLED:
         return "inductor's loop (--cpu-kernel inductor)"
     if not _cpu_fused._cpu_has_avx512():
-        return "inductor's loop (no AVX-512)"
+        return "inductor's loop (no AVX-512, or ATen not dispatching to it)"
     return "the AVX-512 loop (losses/_cpu_fused.py)"
 
 
@@ -768,6 +768,8 @@ def header(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
         f"{os.cpu_count()}, allocator {allocator_settings()}, "
         + (f"compiled backward on CUDA {'native' if _kernel.NATIVE_BACKWARD else 'function'}, "
            if device.type == "cuda" else
+           # ATEN_CPU_CAPABILITY lowers it for eager kernels and inductor's loops alike
+           f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, "
            f"compiled family on CPU: {cpu_kernel_label()}, ")
         + f"{time.strftime('%Y-%m-%d %H:%M')}"
     )

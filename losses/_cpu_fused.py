@@ -1,11 +1,12 @@
 """The asymmetric family's closed form as one AVX-512 loop: the compiled path on CPU.
 
 ``create_loss(name, compile=True)`` runs this loop for float32 CPU logits and float32 targets
-when the CPU has AVX-512 (F and DQ) and a C++ compiler is found (``$CXX``, else ``c++``, else
-``g++``: the compiler inductor needs for the same losses anyway); otherwise, and for float64,
-bfloat16 logits, other target dtypes, ``reduction="none"``, exponents that are not integers
-in [0, 8] and margins below ``_kernel._MIN_FAST_MARGIN``, it runs inductor's compilation of the
-same closed form (``losses._kernel.compiled_poly_caller``). ``MLLB_CPU_KERNEL=0`` in the
+when the CPU has AVX-512 (F and DQ), ATen uses it (not under ``ATEN_CPU_CAPABILITY=avx2``) and
+a C++ compiler is found (``$CXX``, else ``c++``, else ``g++``: the compiler inductor needs for
+the same losses anyway); otherwise, and for float64, bfloat16 logits, other target dtypes,
+``reduction="none"``, exponents that are not integers in [0, 8] and margins below
+``_kernel._MIN_FAST_MARGIN``, it runs inductor's compilation of the same closed form
+(``losses._kernel.compiled_poly_caller``). ``MLLB_CPU_KERNEL=0`` in the
 environment (or ``ENABLED = False``) keeps inductor's everywhere.
 
 Why a loop of its own: inductor's loop of ``_fused_dense`` calls Sleef's exp out of line, and
@@ -15,7 +16,10 @@ AVX-512 has mask registers. Against eager BCE-with-logits in its fastest state a
 that loop measured 0.42x-0.44x for asl and 0.52x-0.54x for apl_official, against the 0.5x
 target of issue 16 (BENCHMARKS.md, session of 2026-11-27 20:07 UTC). Here exp is inline
 (``vscalefps`` for 2^n) and every condition is a mask register: 0.76x-0.86x of inductor's
-loop's time at 4096x1000.
+loop's time at 4096x1000. There is no AVX2 version: the same body on 8 lanes (conditions as
+blends, 2^n from exponent bits) measured no faster than inductor's AVX2 loop, 1.0x-1.7x its
+time for asl, on this machine under ``ATEN_CPU_CAPABILITY=avx2`` (BENCHMARKS.md, session of
+2026-11-27 23:13 UTC).
 
 Built per set of coefficients (``_constants``, the ``-D`` flags of ``_cpu_kernel.cpp``), like
 the Triton kernel's compile-time constants: the branches that do not apply vanish. The shared
@@ -89,10 +93,14 @@ def available(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str) -> boo
 @functools.cache
 def _cpu_has_avx512() -> bool:
     """AVX-512 F and DQ on this CPU (the instructions the loop uses), by torch's own CPU
-    feature report (cpuinfo); False where this torch has none."""
+    feature report (cpuinfo), and ATen dispatching to AVX-512 too
+    (``torch.backends.cpu.get_cpu_capability``): ``ATEN_CPU_CAPABILITY=avx2`` (or ``default``),
+    which keeps eager kernels and inductor's loops off AVX-512, keeps this loop off as well.
+    False where this torch reports neither."""
     report = getattr(torch.cpu, "get_capabilities", None)
     flags = report() if report is not None else {}
-    return bool(flags.get("avx512_f") and flags.get("avx512_dq"))
+    aten = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")()
+    return bool(aten == "AVX512" and flags.get("avx512_f") and flags.get("avx512_dq"))
 
 
 def _float(x: float) -> str:

@@ -121,3 +121,19 @@ def test_gpu_target_lines_judge_the_library_backward_only(
         "1024x9605: alone 1.21x (reverse order 1.40x; 1.20 ms against 1.00 ms) <= 1x; inside "
         "the interleaving 1.20x",
     ]
+
+
+@pytest.mark.parametrize(("aten", "loop"), [("AVX512", "the AVX-512 loop"),
+                                            ("AVX2", "inductor's loop")])
+def test_cpu_header_names_atens_capability_and_the_loop_it_gives(
+        loss_speed: ModuleType, monkeypatch: pytest.MonkeyPatch, aten: str, loop: str) -> None:
+    # ATEN_CPU_CAPABILITY changes eager BCE's kernels, inductor's loops and whether MLLB's
+    # AVX-512 loop runs: a run's header must say which it was
+    cpu_fused = importlib.import_module("losses._cpu_fused")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: aten)
+    monkeypatch.setattr(torch.cpu, "get_capabilities",
+                        lambda: {"avx512_f": True, "avx512_dq": True})
+    monkeypatch.setattr(cpu_fused, "_cpu_has_avx512", cpu_fused._cpu_has_avx512.__wrapped__)
+    monkeypatch.setattr(cpu_fused, "ENABLED", True)
+    line = loss_speed.header(torch.device("cpu"))
+    assert f"ATen CPU capability {aten}, compiled family on CPU: {loop}" in line

@@ -149,6 +149,37 @@ def test_extreme_logits_behave_as_the_closed_form_in_torch_ops(
     assert len(loop_calls) == len(EXTREMES)
 
 
+def test_exp_rounds_to_the_subnormals_as_exp_does(loop_calls: list[int]) -> None:
+    # a negative's gradient without focusing or margin is sigmoid(z) ~ exp(z): below z = -87.3
+    # a subnormal float32, where the loop's 2^n scaling (vscalefps) must round once, to within
+    # a few subnormal steps (2^-149) of the exact value (the test above allows 1e-12 there)
+    loss = create_loss("asl", gamma_neg=0.0, gamma_pos=0.0, clip=0.0, reduction="sum",
+                       compile=True)
+    z = torch.linspace(-103.5, -80.0, 1001).reshape(7, 143)  # a tail of 1001 mod 16
+    _, grad = _value_and_grad(loss, z, torch.zeros_like(z))
+    exact = torch.sigmoid(z.double())
+    assert len(loop_calls) == 1
+    subnormal = exact < 2.0**-126
+    assert subnormal.sum() > 500  # most of the range
+    err = (grad.double() - exact).abs()
+    assert err[subnormal].max().item() <= 3 * 2.0**-149
+    assert (err[~subnormal] / exact[~subnormal]).max().item() < 3e-6
+
+
+@pytest.mark.parametrize(("aten", "flags", "expected"), [
+    ("AVX512", {"avx512_f", "avx512_dq"}, True),
+    ("AVX2", {"avx512_f", "avx512_dq"}, False),  # ATEN_CPU_CAPABILITY=avx2
+    ("DEFAULT", {"avx512_f", "avx512_dq"}, False),  # ATEN_CPU_CAPABILITY=default
+    ("AVX512", {"avx512_f"}, False),  # no DQ
+    ("AVX2", set(), False),
+])
+def test_the_loop_runs_only_where_aten_uses_avx512_too(
+        aten: str, flags: set[str], expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: aten)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: dict.fromkeys(flags, True))
+    assert cpu_fused._cpu_has_avx512.__wrapped__() is expected
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (1, 16), (16, 16), (1, 257), (33, 100)])
 def test_every_tail_length_and_thread_count_gives_the_same_gradient(
         shape: tuple[int, int], loop_calls: list[int]) -> None:
