@@ -37,6 +37,7 @@ from engine.outputs import disk_guard, environment, refresh_leaderboard, results
 from engine.plan import Cell, plan
 from engine.recipe import prepare
 from mllb_core.errors import UserError
+from mllb_core.inductor_cache import separate_inductor_cache
 from mllb_core.runconfig import ConfigError, HelpRequested, cell_argv, debug_requested
 from mllb_core.suite import check_one_launch, parse_sweeps
 from models import aux_loss_modules, auxiliary_loss, frozen_parameters
@@ -238,6 +239,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
         return launch_cells(sweeps, base, Path(__file__).resolve().parent)
     check_one_launch(sweeps)
+    separate_inductor_cache()  # before --compile compiles anything
     try:
         acc = Accelerator(mixed_precision=base.mixed_precision,
                           gradient_accumulation_steps=base.grad_accum,

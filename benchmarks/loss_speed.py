@@ -85,6 +85,7 @@ from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
 from losses import _cpu_fused, _kernel, create_loss
+from mllb_core.inductor_cache import separate_inductor_cache
 from mllb_core.provenance import code_version
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((256, 1000), (1024, 9605), (4096, 1000))
@@ -218,6 +219,7 @@ class Case:
     uses_cosine: bool = False
     compiled: bool = False
     first_call_s: float | None = None  # compiled: the first call (compilation) per shape
+    eager: Callable[[Tensor, Tensor], Tensor] | None = None  # compiled: the same loss, eager
 
 
 @dataclass
@@ -258,6 +260,7 @@ class Result:
     alone: Alone | None = None  # time_pair against the reference
     kernel_s: float | None = None  # CUDA: device time of the call's kernels (profiler)
     launches: float | None = None  # CUDA: kernels launched per call
+    value_error: float | None = None  # compiled: distance to the eager loss (compiled_error)
 
 
 def with_setting(loss: Callable[[Tensor, Tensor], Tensor], module: ModuleType, name: str,
@@ -318,16 +321,20 @@ def build_cases(device: torch.device, compiled: bool = True,
     def compiled_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
         return create_loss(name, compile=True).to(device)
 
-    extra = [Case(f"{name} (compiled)", compiled_loss(name), uses_cosine=name == "aam",
-                  compiled=True) for name in COMPILED] if compiled else []
+    def compiled_case(label: str, name: str, loss: Callable[[Tensor, Tensor], Tensor]) -> Case:
+        return Case(label, loss, uses_cosine=name == "aam", compiled=True,
+                    eager=registered(name))
+
+    extra = [compiled_case(f"{name} (compiled)", name, compiled_loss(name))
+             for name in COMPILED] if compiled else []
     if compiled and inductor_rows:
-        extra += [Case(f"{name} (compiled, inductor's loop)",
-                       with_inductor_loop(compiled_loss(name)), uses_cosine=name == "aam",
-                       compiled=True) for name in COMPILED]
+        extra += [compiled_case(f"{name} (compiled, inductor's loop)", name,
+                                with_inductor_loop(compiled_loss(name))) for name in COMPILED]
     if compiled and other_backward_rows:
-        extra += [Case(other_backward_row(name),
-                       with_triton_backward(compiled_loss(name), not _kernel.NATIVE_BACKWARD),
-                       uses_cosine=name == "aam", compiled=True) for name in COMPILED]
+        extra += [compiled_case(other_backward_row(name), name,
+                                with_triton_backward(compiled_loss(name),
+                                                     not _kernel.NATIVE_BACKWARD))
+                  for name in COMPILED]
     if compiled_only:
         return [Case(REFERENCE, reference), Case(FLOOR, None), *extra]
     return [
@@ -367,6 +374,35 @@ def make_inputs(n: int, c: int, device: torch.device, seed: int,
 
 # --------------------------------------------------------------------------------------------------
 # measurements
+
+
+def value_tolerance(dtype: torch.dtype) -> float:
+    """How far a compiled row's value and gradient may be from the eager loss's
+    (``compiled_error``): float32 rounding (the library's tests hold them to 1e-6 of float64),
+    or one bfloat16 rounding of the gradient."""
+    return 2e-2 if dtype == torch.bfloat16 else 1e-4
+
+
+def compiled_error(case: Case, inputs: Inputs) -> float:
+    """The larger relative difference of a compiled row's value and gradient from the same
+    loss eager on the same inputs (the gradient's: max |g - g_eager| / max |g_eager|).
+
+    A timing is only worth its number if the call computed the loss: a stale or mismatched
+    compiled kernel (e.g. inductor's on-disk cache handing a process a loop generated for
+    another vector width, BENCHMARKS.md, session of 2026-11-27 23:13 UTC) can run fast and
+    wrong without an error.
+    """
+    assert case.loss is not None and case.eager is not None, case.label
+    results = []
+    for loss in (case.loss, case.eager):
+        x = inputs.for_case(case).detach().clone().requires_grad_(True)
+        value = loss(x, inputs.targets)
+        (grad,) = torch.autograd.grad(value, x)
+        results.append((value.detach().double(), grad.double()))
+    (value, grad), (value_ref, grad_ref) = results
+    value_err = (value - value_ref).abs().item() / max(value_ref.abs().item(), 1e-30)
+    grad_err = (grad - grad_ref).abs().max().item() / max(grad_ref.abs().max().item(), 1e-30)
+    return max(value_err, grad_err)
 
 
 def sync(device: torch.device) -> None:
@@ -660,9 +696,10 @@ def shape_table(n: int, c: int, repeats: int, results: list[Result],
 
 
 def target_lines(all_results: dict[tuple[int, int], list[Result]],
-                 gpu: bool = False) -> list[str]:
+                 gpu: bool = False, tolerance: float = 1e-4) -> list[str]:
     """PASS/FAIL lines of the eager and compiled targets (``gpu``: the GPU target only),
-    judged on the alone pairs."""
+    judged on the alone pairs; a compiled row further than ``tolerance`` from the eager loss
+    (``Result.value_error``) fails whatever its time."""
     lines = []
     for shape, results in all_results.items():
         by_label = {res.label: res for res in results}
@@ -688,6 +725,10 @@ def target_lines(all_results: dict[tuple[int, int], list[Result]],
             ok = alone.ratio <= target and (max_saved is None or res.saved_nc_f32 <= max_saved)
             saved = (f"; saved [N,C] f32 {res.saved_nc_f32} <= {max_saved}"
                      if max_saved is not None else "")
+            if res.value_error is not None and res.value_error > tolerance:
+                ok = False  # a wrong loss's time is no result
+                saved += (f"; but its value or gradient is {res.value_error:.1e} (relative) "
+                          f"from the eager loss's, over {tolerance:g}: not a valid timing")
             # the other backward's rows: not what the library runs, so not the target's verdict
             prefix = "" if judged else "(not judged: not the library's backward) "
             lines.append(
@@ -716,6 +757,20 @@ def value_check(inputs: Inputs) -> str:
         a, b = float(official(z, y)), float(ours(z, y))
         parts.append(f"{label} vs {ours_label}: rel. diff {abs(a - b) / abs(b):.1e}")
     return "value check: " + "; ".join(parts)
+
+
+def compiled_check_line(results: list[Result], tolerance: float) -> str:
+    """The compiled rows' distance to the eager loss (``compiled_error``), one line."""
+    parts = [f"{res.label} {res.value_error:.1e}" for res in results
+             if res.value_error is not None]
+    if not parts:
+        return ""
+    bad = [res.label for res in results
+           if res.value_error is not None and res.value_error > tolerance]
+    verdict = (f"over {tolerance:g}: {', '.join(bad)} (their times are not valid)" if bad
+               else f"all within {tolerance:g}")
+    return ("compiled against eager (same loss, same inputs; largest relative difference of "
+            f"value and gradient): {'; '.join(parts)}; {verdict}")
 
 
 def parse_shapes(text: str) -> list[tuple[int, int]]:
@@ -818,6 +873,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
 
+    separate_inductor_cache()  # before the first compilation
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     if args.triton_backward in ("function", "native"):
@@ -844,6 +900,8 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for case in cases:
             res = Result(case.label, times=times[case.label], first_call_s=case.first_call_s)
+            if case.eager is not None:
+                res.value_error = compiled_error(case, inputs)
             if case.label in pair_labels:
                 res.alone = time_pair(case, cases[0], inputs, device, repeats)
             measure_saved(case, inputs, res)
@@ -854,7 +912,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"kernel profile of {case.label} failed: {exc!r}", file=sys.stderr)
             results.append(res)
         all_results[(n, c)] = results
-        section = shape_table(n, c, repeats, results, dtype) + "\n" + value_check(inputs) + "\n"
+        section = (shape_table(n, c, repeats, results, dtype) + "\n" + value_check(inputs)
+                   + "\n" + compiled_check_line(results, value_tolerance(dtype)) + "\n")
         print("\n" + section, flush=True)
         out += [section]
         del inputs
@@ -870,7 +929,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratios; the reverse order and the ratio inside the interleaving of every loss beside "
         f"it). {which}",
         "",
-        *target_lines(all_results, gpu),
+        *target_lines(all_results, gpu, value_tolerance(dtype)),
     ]
     print("\n".join(checks))
     out += ["\n".join(checks) + "\n"]

@@ -137,3 +137,37 @@ def test_cpu_header_names_atens_capability_and_the_loop_it_gives(
     monkeypatch.setattr(cpu_fused, "ENABLED", True)
     line = loss_speed.header(torch.device("cpu"))
     assert f"ATen CPU capability {aten}, compiled family on CPU: {loop}" in line
+
+
+def test_compiled_error_measures_the_distance_to_the_eager_loss(
+        loss_speed: ModuleType) -> None:
+    from losses import create_loss
+
+    inputs = loss_speed.make_inputs(16, 40, torch.device("cpu"), 0)
+    eager = create_loss("asl")
+
+    def half(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # what a loop over half the elements computes (the stale inductor cache of that session)
+        return eager(z[:, :20], y[:, :20]) * 0.5
+
+    def case(loss: object) -> object:
+        return loss_speed.Case("asl (compiled)", loss, compiled=True, eager=eager)
+
+    assert loss_speed.compiled_error(case(eager), inputs) == 0.0
+    # the gradient of the left-out half is 0 where the eager loss's is not: error 1
+    assert loss_speed.compiled_error(case(half), inputs) == pytest.approx(1.0)
+    scaled = loss_speed.compiled_error(case(lambda z, y: eager(z, y) * (1 + 3e-4)), inputs)
+    assert scaled == pytest.approx(3e-4, rel=1e-3)
+
+
+@pytest.mark.parametrize(("error", "verdict"), [(None, "PASS"), (5e-7, "PASS"), (3e-4, "FAIL")])
+def test_a_compiled_row_off_the_eager_loss_fails_whatever_its_time(
+        loss_speed: ModuleType, error: float | None, verdict: str) -> None:
+    results = _results(loss_speed, 0.3)
+    results[1].value_error = error  # type: ignore[attr-defined]
+    (line,) = loss_speed.target_lines({(4096, 1000): results}, tolerance=1e-4)
+    assert line.startswith(f"- {verdict} asl (compiled) 4096x1000: alone 0.30x")
+    assert ("not a valid timing" in line) == (verdict == "FAIL")
+    check = loss_speed.compiled_check_line(results, 1e-4)
+    assert (check == "") == (error is None)
+    assert ("(their times are not valid)" in check) == (verdict == "FAIL")
