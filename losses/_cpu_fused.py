@@ -17,9 +17,9 @@ that loop measured 0.42x-0.44x for asl and 0.52x-0.54x for apl_official, against
 target of issue 16 (BENCHMARKS.md, session of 2026-11-27 20:07 UTC). Here exp is inline
 (``vscalefps`` for 2^n) and every condition is a mask register: 0.76x-0.86x of inductor's
 loop's time at 4096x1000. There is no AVX2 version: the same body on 8 lanes (conditions as
-blends, 2^n from exponent bits) measured no faster than inductor's AVX2 loop, 1.0x-1.7x its
-time for asl, on this machine under ``ATEN_CPU_CAPABILITY=avx2`` (BENCHMARKS.md, session of
-2026-11-27 23:13 UTC).
+blends, 2^n from exponent bits) took 0.86x-1.07x of inductor's AVX2 loop's time at 4096x1000
+(one run with both under ``ATEN_CPU_CAPABILITY=avx2`` on this machine; BENCHMARKS.md, session
+of 2026-11-27 23:13 UTC): not enough for a second loop to maintain.
 
 Built per set of coefficients (``_constants``, the ``-D`` flags of ``_cpu_kernel.cpp``), like
 the Triton kernel's compile-time constants: the branches that do not apply vanish. The shared
