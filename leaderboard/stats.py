@@ -3,10 +3,10 @@
 The bootstrap resamples a run's saved test outputs (``scores_file``): score rows, from which a
 ``resamplable`` metric is recomputed, or per-example counts of a counted metric
 (``tasks.metrics.COUNTED_METRICS``), which are summed over the drawn examples. Both use the same
-draws (:func:`bootstrap_draws`), so rows of one test split are paired. A metric that is a mean over
-rows (P@k, nDCG@k: ``tasks.metrics.row_values``) is not recomputed per draw: its per-row values
-are computed once per run and each draw averages them: the same floats, and the committed
-leaderboard built in 0.60x the wall time (BENCHMARKS.md, "Leaderboard build").
+draws (:func:`bootstrap_draws`), so rows of one test split are paired. P@k, nDCG@k and mAP are not
+recomputed from scratch per draw: ``tasks.metrics.resampler`` does the work the draws share
+once per run (per-row values; one sort per class), giving the same floats in less time
+(BENCHMARKS.md, "Leaderboard build").
 """
 
 from __future__ import annotations
@@ -60,21 +60,21 @@ def bootstrap_draws(n: int, n_resamples: int = N_RESAMPLES,
 def resampled_means(metric: Callable[[np.ndarray, np.ndarray], float], runs: list[np.ndarray],
                     targets: np.ndarray, n_resamples: int = N_RESAMPLES,
                     seed: int = BOOTSTRAP_SEED,
-                    rows: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]]
-                    | None = None) -> np.ndarray:
+                    prepare: Callable[[np.ndarray, np.ndarray],
+                                      Callable[[np.ndarray], float] | None] | None = None,
+                    ) -> np.ndarray:
     """Mean metric over ``runs`` on the full split, then on each bootstrap draw: [1 + R].
 
     The draws depend only on (seed, number of examples), so every row of a group sees the same
-    examples: the differences between rows are paired. ``rows``: the metric's per-row values
-    (``tasks.metrics.row_values``), computed once per run; each draw is then a mean of them,
-    the same floats as ``metric`` on the drawn rows.
+    examples: the differences between rows are paired. ``prepare``: the metric's shortcut
+    (``tasks.metrics.resampler``), run once per run; a run it does not cover is recomputed
+    per draw. Either way each draw's value is the same float.
     """
-    draws = bootstrap_draws(len(targets), n_resamples, seed)
-    if rows is not None:
-        prepared = [rows(s, targets) for s in runs]
-        return np.array([np.mean([float(v[i].mean() / d) for v, d in prepared])
-                         for i in draws])
-    return np.array([np.mean([metric(s[i], targets[i]) for s in runs]) for i in draws])
+    draws = [(lambda i, s=s: metric(s[i], targets[i])) if d is None else d
+             for s in runs
+             for d in [prepare(s, targets) if prepare is not None else None]]
+    return np.array([np.mean([draw(i) for draw in draws])
+                     for i in bootstrap_draws(len(targets), n_resamples, seed)])
 
 
 def resampled_count_means(from_counts: Callable[[np.ndarray], np.ndarray],
@@ -221,11 +221,11 @@ def resample_row(row: Row, primary: str, n_resamples: int = N_RESAMPLES,
         return None
     rows = _score_rows(row, saved, primary)
     if rows is not None:
-        from tasks.metrics import row_values
+        from tasks.metrics import resampler
 
         return Resampled("scores", rows[1], resampled_means(
             resamplable_metrics()[primary], rows[0], rows[1], n_resamples, seed,
-            rows=row_values(primary)))
+            prepare=resampler(primary)))
     counted = _counts(row, saved, primary)
     if counted is not None:
         from tasks.metrics import COUNTED_METRICS

@@ -29,6 +29,7 @@ Conventions (each one is what scikit-learn does unless said otherwise):
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 import threading
@@ -978,27 +979,118 @@ def resamplable_metrics(threshold: float = 0.5) -> dict[str, Callable[[ArrayLike
             if METRICS.get(name).resamplable}
 
 
-def row_values(name: str) -> Callable[[ArrayLike, ArrayLike], tuple[np.ndarray, float]] | None:
-    """For a metric that is a mean over rows (``P@k``, ``nDCG@k``): ``f(scores, targets) ->
-    (values [N], divisor)`` such that the metric of the rows ``i`` (any index array, repeats
-    included) is ``float(values[i].mean() / divisor)``, the same float as computing it on
-    ``scores[i], targets[i]``; None for every other metric.
+Draw = Callable[[np.ndarray], float]  # the metric of the rows i of a prepared split
 
-    The bootstrap (``leaderboard.stats``) draws 1,000 row resamples per run: with the per-row
-    values computed once, a draw costs one mean instead of one sort of every row.
+
+def resampler(name: str) -> Callable[[np.ndarray, np.ndarray], Draw | None] | None:
+    """The bootstrap's shortcut for metric ``name``: ``prepare(scores, targets)`` does the work
+    that every draw of rows shares once, and returns ``draw(i)``, the metric of the rows ``i``
+    (any index array, repeats included): the same float as the metric computed on
+    ``scores[i], targets[i]``, bit for bit. None for a metric without one; ``prepare`` returns
+    None for inputs its shortcut does not cover (the caller then recomputes per draw).
+
+    * ``P@k``, ``nDCG@k``: means over rows; each row's value is computed once, and a draw is
+      ``float(values[i].mean() / divisor)`` (``ranking_scores``'s own operations).
+    * ``map``, ``map_zero``: scores that take AP's fast path (finite, >= 0), see
+      :func:`_weighted_ap`.
+
+    The leaderboard's paired bootstrap draws 1,000 resamples per run (``leaderboard.stats``).
     """
     fn = METRICS.get(name).fn if name in METRICS.names() else None
-    if not (isinstance(fn, _Pick) and fn.family is ranking_scores):
+    if isinstance(fn, _Pick) and fn.family is ranking_scores:
+        return functools.partial(_ranking_draws, fn.key, dict(fn.kwargs).get("ks", (1, 3, 5)))
+    if name in ("map", "map_zero"):
+        return functools.partial(_map_draws, "zero" if name == "map_zero" else "skip")
+    return None
+
+
+def _ranking_draws(key: str, ks: tuple[int, ...], scores: np.ndarray,
+                   targets: np.ndarray) -> Draw:
+    """``resampler``'s ``P@k`` / ``nDCG@k``: per-row values once, a mean per draw."""
+    kind, _, k_text = key.partition("@")
+    k = int(k_text)
+    # ranking_scores's own steps: each row's relevance depends on that row alone
+    s, t = check_scores_targets(scores, targets)
+    top = _top_relevance(s, t, max(ks))[:, :k]  # [N, k]
+    if kind == "P":
+        values, divisor = top.sum(axis=1), k
+    else:
+        values, divisor = _ndcg_rows(top, t.sum(axis=1), k), 1
+    return lambda i: float(values[i].mean() / divisor)
+
+
+def _map_draws(missing: Literal["skip", "zero"], scores: np.ndarray,
+               targets: np.ndarray) -> Draw | None:
+    """``resampler``'s ``map`` / ``map_zero``: :func:`_weighted_ap` per draw, reduced over the
+    classes as :func:`mean_average_precision` reduces."""
+    ap_of = _weighted_ap(scores, targets)
+    if ap_of is None:
         return None
-    kind, _, k_text = fn.key.partition("@")
-    k, ks = int(k_text), dict(fn.kwargs).get("ks", (1, 3, 5))
 
-    def values(scores: ArrayLike, targets: ArrayLike) -> tuple[np.ndarray, float]:
-        # ranking_scores's own steps: each row's relevance depends on that row alone
-        s, t = check_scores_targets(scores, targets)
-        top = _top_relevance(s, t, max(ks))[:, :k]  # [N, k]
-        if kind == "P":
-            return top.sum(axis=1), k
-        return _ndcg_rows(top, t.sum(axis=1), k), 1
+    def draw(i: np.ndarray) -> float:
+        ap = ap_of(i)
+        scored = ~np.isnan(ap)
+        if missing == "zero":
+            return float(np.where(scored, ap, 0.0).mean())
+        return float(ap[scored].mean()) if scored.any() else float("nan")
 
-    return values
+    return draw
+
+
+def _weighted_ap(scores: np.ndarray,
+                 targets: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
+    """AP per class [C] of the rows ``i`` of a split, from one sort per class of the whole
+    split; None unless every score is finite and >= 0 (AP's fast path, whose arithmetic this
+    repeats).
+
+    A draw is a multiset of rows: with w = how often each row is drawn, a tie of scores that
+    holds a positive adds (drawn positives in it) x TP / #predicted at its score, where TP and
+    #predicted are the drawn positives and drawn rows scoring at least that much: the integers
+    that ``_ap_from_positives`` derives from positions in the drawn rows' sorted keys. Its
+    operations follow: integer ratios, then per class a sequential sum over the ties in
+    descending score order (``np.bincount``), divided by the class's drawn positives; so the
+    result is the same float. A draw costs a gather and a prefix sum over [C, N] instead of a
+    sort of every class.
+    """
+    s, t = _converted(scores, targets)  # float64, bool
+    bits = s.view(np.uint64)
+    if not (bits < np.array(np.inf).view(np.uint64)).all():  # negative, -0.0, NaN or inf
+        return None
+    n, c = s.shape
+    order = np.argsort(-s, axis=0, kind="stable").T.copy()  # [C, N] rows, descending score
+    ss = np.take_along_axis(s.T, order, axis=1)  # [C, N] sorted scores
+    last = np.ones((c, n), dtype=bool)  # last position of each tie
+    np.not_equal(ss[:, :-1], ss[:, 1:], out=last[:, :-1])
+    tie = np.cumsum(last, axis=1) - last  # [C, N] tie number within the class
+    cls, pos = np.nonzero(np.take_along_axis(t.T, order, axis=1))  # positives, class-major
+    key = cls * n + tie[cls, pos]
+    new = np.ones(len(key), dtype=bool)
+    np.not_equal(key[1:], key[:-1], out=new[1:])
+    starts = np.flatnonzero(new)  # the first positive of each tie that holds one
+    g_cls = cls[starts]  # [G] the class of each such tie
+    # the flat [C, N] position of each such tie's last row (its #predicted)
+    tie_last = np.flatnonzero(last.reshape(-1))  # class-major: ties in order
+    tie_first = np.concatenate([[0], np.cumsum(last.sum(axis=1))[:-1]])  # [C] first tie index
+    g_end = tie_last[tie_first[g_cls] + tie[cls, pos][starts]]  # [G]
+    pos_rows = order[cls, pos]  # the positives' rows, grouped by tie
+
+    def ap_of(i: np.ndarray) -> np.ndarray:
+        w = np.bincount(i, minlength=n)  # [N] how often each row is drawn
+        drawn = w[order]  # [C, N]
+        np.cumsum(drawn, axis=1, out=drawn)  # drawn rows scoring at least each position
+        size = np.add.reduceat(w[pos_rows], starts)  # [G] drawn positives in each tie
+        keep = size > 0  # ties without a drawn positive are not in the drawn keys
+        size, g = size[keep], g_cls[keep]
+        predicted = drawn.reshape(-1)[g_end[keep]]
+        n_pos = np.bincount(g, weights=size, minlength=c).astype(np.int64)
+        # TP: the drawn positives up to each tie, within its class
+        tp = np.cumsum(size)
+        first = np.ones(len(g), dtype=bool)
+        np.not_equal(g[1:], g[:-1], out=first[1:])
+        tp -= np.repeat((tp - size)[first], np.diff(np.flatnonzero(np.append(first, True))))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ap = np.bincount(g, weights=size * (tp / predicted), minlength=c) / n_pos
+        ap[n_pos == 0] = np.nan
+        return ap
+
+    return ap_of
