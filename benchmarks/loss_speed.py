@@ -262,6 +262,10 @@ class Result:
     launches: float | None = None  # CUDA: kernels launched per call
     value_error: float | None = None  # compiled: distance to the eager loss (compiled_error)
 
+    def off_eager(self, tolerance: float) -> bool:
+        """Whether this compiled row computed something else than the eager loss."""
+        return self.value_error is not None and self.value_error > tolerance
+
 
 def with_setting(loss: Callable[[Tensor, Tensor], Tensor], module: ModuleType, name: str,
                  value: bool) -> Callable[[Tensor, Tensor], Tensor]:
@@ -335,11 +339,11 @@ def build_cases(device: torch.device, compiled: bool = True,
                                 with_triton_backward(compiled_loss(name),
                                                      not _kernel.NATIVE_BACKWARD))
                   for name in COMPILED]
+    head = [Case(REFERENCE, reference), Case(FLOOR, None)]
     if compiled_only:
-        return [Case(REFERENCE, reference), Case(FLOOR, None), *extra]
+        return [*head, *extra]
     return [
-        Case(REFERENCE, reference),
-        Case(FLOOR, None),
+        *head,
         Case("bce", registered("bce")),
         Case("focal", registered("focal")),
         Case("poly1", registered("poly1")),
@@ -725,7 +729,7 @@ def target_lines(all_results: dict[tuple[int, int], list[Result]],
             ok = alone.ratio <= target and (max_saved is None or res.saved_nc_f32 <= max_saved)
             saved = (f"; saved [N,C] f32 {res.saved_nc_f32} <= {max_saved}"
                      if max_saved is not None else "")
-            if res.value_error is not None and res.value_error > tolerance:
+            if res.off_eager(tolerance):
                 ok = False  # a wrong loss's time is no result
                 saved += (f"; but its value or gradient is {res.value_error:.1e} (relative) "
                           f"from the eager loss's, over {tolerance:g}: not a valid timing")
@@ -765,8 +769,7 @@ def compiled_check_line(results: list[Result], tolerance: float) -> str:
              if res.value_error is not None]
     if not parts:
         return ""
-    bad = [res.label for res in results
-           if res.value_error is not None and res.value_error > tolerance]
+    bad = [res.label for res in results if res.off_eager(tolerance)]
     verdict = (f"over {tolerance:g}: {', '.join(bad)} (their times are not valid)" if bad
                else f"all within {tolerance:g}")
     return ("compiled against eager (same loss, same inputs; largest relative difference of "

@@ -70,11 +70,18 @@ def resampled_means(metric: Callable[[np.ndarray, np.ndarray], float], runs: lis
     (``tasks.metrics.resampler``), run once per run; a run it does not cover is recomputed
     per draw. Either way each draw's value is the same float.
     """
-    draws = [(lambda i, s=s: metric(s[i], targets[i])) if d is None else d
-             for s in runs
-             for d in [prepare(s, targets) if prepare is not None else None]]
+    draws = []  # per run: the metric of the rows i
+    for scores in runs:
+        draw = prepare(scores, targets) if prepare is not None else None
+        draws.append(draw or functools.partial(_recomputed, metric, scores, targets))
     return np.array([np.mean([draw(i) for draw in draws])
                      for i in bootstrap_draws(len(targets), n_resamples, seed)])
+
+
+def _recomputed(metric: Callable[[np.ndarray, np.ndarray], float], scores: np.ndarray,
+                targets: np.ndarray, i: np.ndarray) -> float:
+    """``metric`` of the rows ``i`` of a run, computed from them."""
+    return metric(scores[i], targets[i])
 
 
 def resampled_count_means(from_counts: Callable[[np.ndarray], np.ndarray],

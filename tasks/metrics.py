@@ -110,8 +110,10 @@ def _sort_rows_inplace(a: np.ndarray) -> None:
     _run_all(sort_block, list(itertools.pairwise(bounds.tolist())), workers)
 
 
-def _sorted_by_class(s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per class, scores sorted descending: sorted scores [C, N], targets [C, N], group ends.
+def _sorted_by_class(s: np.ndarray, t: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per class, scores sorted descending: the rows in that order [C, N], sorted scores
+    [C, N], targets [C, N], group ends.
 
     ``ends[c, i]`` is True where position i is the last of its group of tied scores.
     """
@@ -122,7 +124,7 @@ def _sorted_by_class(s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarr
     ends = np.empty(ss.shape, dtype=bool)
     ends[:, :-1] = ss[:, 1:] != ss[:, :-1]
     ends[:, -1] = True
-    return ss, ts, ends
+    return order, ss, ts, ends
 
 
 # +inf's bits less 2: even, so a key's lowest bit is the target's; see _ap_keys
@@ -476,7 +478,11 @@ def mean_average_precision(scores: ArrayLike, targets: ArrayLike,
     """
     if missing not in MISSING_AP:
         raise ValueError(f"missing must be one of {MISSING_AP}, got {missing!r}")
-    ap = average_precision_per_class(scores, targets)
+    return _mean_of_ap(average_precision_per_class(scores, targets), missing)
+
+
+def _mean_of_ap(ap: np.ndarray, missing: Literal["skip", "zero"]) -> MeanAP:
+    """:func:`mean_average_precision` of the per-class AP [C] (NaN: no positive)."""
     scored = ~np.isnan(ap)
     if missing == "zero":
         return MeanAP(float(np.where(scored, ap, 0.0).mean()), len(ap), 0,
@@ -608,13 +614,21 @@ def ranking_scores(
 ) -> dict[str, float]:
     """``P@k`` and ``nDCG@k`` for every k in ``ks`` from one sort."""
     s, t = check_scores_targets(scores, targets)
+    return {key: float(values.mean() / divisor)
+            for key, (values, divisor) in _ranking_rows(s, t, ks).items()}
+
+
+def _ranking_rows(s: np.ndarray, t: np.ndarray,
+                  ks: tuple[int, ...]) -> dict[str, tuple[np.ndarray, int]]:
+    """``P@k`` and ``nDCG@k`` per row: {name: (values [N], divisor)}, the metric being
+    ``values.mean() / divisor`` (each row's value depends on that row alone)."""
     rel = _top_relevance(s, t, max(ks))
     n_pos = t.sum(axis=1)
-    out: dict[str, float] = {}
+    out: dict[str, tuple[np.ndarray, int]] = {}
     for k in ks:
         top = rel[:, :k]
-        out[f"P@{k}"] = float(top.sum(axis=1).mean() / k)
-        out[f"nDCG@{k}"] = float(_ndcg_rows(top, n_pos, k).mean())
+        out[f"P@{k}"] = (top.sum(axis=1), k)
+        out[f"nDCG@{k}"] = (_ndcg_rows(top, n_pos, k), 1)
     return out
 
 
@@ -628,7 +642,7 @@ def tune_class_thresholds(scores: ArrayLike, targets: ArrayLike) -> np.ndarray:
     gets ``inf`` (never predicted). Apply with ``label_f1_scores(..., threshold=thresholds)``.
     """
     s, t = check_scores_targets(scores, targets)
-    ss, ts, ends = _sorted_by_class(s, t)
+    _, ss, ts, ends = _sorted_by_class(s, t)
     tp = np.cumsum(ts, axis=1, dtype=np.float64)  # [C, N]
     n_pos = tp[:, -1:]
     n_pred = np.arange(1, tp.shape[1] + 1)
@@ -1006,16 +1020,9 @@ def resampler(name: str) -> Callable[[np.ndarray, np.ndarray], Draw | None] | No
 
 def _ranking_draws(key: str, ks: tuple[int, ...], scores: np.ndarray,
                    targets: np.ndarray) -> Draw:
-    """``resampler``'s ``P@k`` / ``nDCG@k``: per-row values once, a mean per draw."""
-    kind, _, k_text = key.partition("@")
-    k = int(k_text)
-    # ranking_scores's own steps: each row's relevance depends on that row alone
-    s, t = check_scores_targets(scores, targets)
-    top = _top_relevance(s, t, max(ks))[:, :k]  # [N, k]
-    if kind == "P":
-        values, divisor = top.sum(axis=1), k
-    else:
-        values, divisor = _ndcg_rows(top, t.sum(axis=1), k), 1
+    """``resampler``'s ``P@k`` / ``nDCG@k``: per-row values once (``ranking_scores``'s
+    ``_ranking_rows``), a mean per draw."""
+    values, divisor = _ranking_rows(*check_scores_targets(scores, targets), ks)[key]
     return lambda i: float(values[i].mean() / divisor)
 
 
@@ -1027,14 +1034,7 @@ def _map_draws(missing: Literal["skip", "zero"], scores: np.ndarray,
     if ap_of is None:
         return None
 
-    def draw(i: np.ndarray) -> float:
-        ap = ap_of(i)
-        scored = ~np.isnan(ap)
-        if missing == "zero":
-            return float(np.where(scored, ap, 0.0).mean())
-        return float(ap[scored].mean()) if scored.any() else float("nan")
-
-    return draw
+    return lambda i: _mean_of_ap(ap_of(i), missing).value
 
 
 def _weighted_ap(scores: np.ndarray,
@@ -1057,13 +1057,11 @@ def _weighted_ap(scores: np.ndarray,
     if not (bits < np.array(np.inf).view(np.uint64)).all():  # negative, -0.0, NaN or inf
         return None
     n, c = s.shape
-    order = np.argsort(-s, axis=0, kind="stable").T.copy()  # [C, N] rows, descending score
-    ss = np.take_along_axis(s.T, order, axis=1)  # [C, N] sorted scores
-    last = np.ones((c, n), dtype=bool)  # last position of each tie
-    np.not_equal(ss[:, :-1], ss[:, 1:], out=last[:, :-1])
+    order, _, ts, last = _sorted_by_class(s, t)  # [C, N] each, descending score
     tie = np.cumsum(last, axis=1) - last  # [C, N] tie number within the class
-    cls, pos = np.nonzero(np.take_along_axis(t.T, order, axis=1))  # positives, class-major
-    key = cls * n + tie[cls, pos]
+    cls, pos = np.nonzero(ts)  # positives, class-major
+    pos_tie = tie[cls, pos]
+    key = cls * n + pos_tie
     new = np.ones(len(key), dtype=bool)
     np.not_equal(key[1:], key[:-1], out=new[1:])
     starts = np.flatnonzero(new)  # the first positive of each tie that holds one
@@ -1071,7 +1069,7 @@ def _weighted_ap(scores: np.ndarray,
     # the flat [C, N] position of each such tie's last row (its #predicted)
     tie_last = np.flatnonzero(last.reshape(-1))  # class-major: ties in order
     tie_first = np.concatenate([[0], np.cumsum(last.sum(axis=1))[:-1]])  # [C] first tie index
-    g_end = tie_last[tie_first[g_cls] + tie[cls, pos][starts]]  # [G]
+    g_end = tie_last[tie_first[g_cls] + pos_tie[starts]]  # [G]
     pos_rows = order[cls, pos]  # the positives' rows, grouped by tie
 
     def ap_of(i: np.ndarray) -> np.ndarray:
