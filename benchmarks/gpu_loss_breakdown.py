@@ -13,7 +13,11 @@ same inputs. Rows, from the whole call down to one launch:
   nodes (``_kernel._with_native_backward``; ``_kernel.NATIVE_BACKWARD`` picks the library's
   default); ``, JIT launch`` also launches through Triton's JIT instead of
   ``losses._triton._Launcher``: the path before either change, in the same run.
-* ``<loss> (compiled) forward``: the same without ``.backward()`` (the graph is dropped).
+* ``<loss> (compiled) forward``: the same without ``.backward()`` (the graph is dropped);
+  then the same forward a layer at a time, to find where its host time goes: without
+  ``nn.Module.__call__`` (``loss.forward``), and ``_CompiledPolyLossFunction.apply`` around
+  ``value_and_grad`` (no module, no input checks, no coefficients); ``BCE-with-logits
+  forward`` is the reference's forward alone.
 * ``value_and_grad``: ``losses._triton.value_and_grad`` alone (no module, no autograd): the
   buffers, the launch and the partial sums' ``sum``.
 * ``kernel, JIT launch``: ``_poly_kernel[grid](...)`` with the captured arguments: Triton's
@@ -41,7 +45,9 @@ Columns (medians over ``--calls`` calls, ``--repeats`` times):
   (``host-bound`` is printed instead where the host issue outlasted the sleep).
 
 Then ``torch.profiler`` tables (self CPU time and device time per operator) of the compiled
-loss and of BCE, written to ``--out``. Run on a CUDA machine (repository root)::
+loss and of BCE, and a ``cProfile`` table of the compiled forward's Python (which functions
+its host time is spent in, by own time), written to ``--out``. Run on a CUDA machine
+(repository root)::
 
     python benchmarks/gpu_loss_breakdown.py --out /tmp/breakdown
     python benchmarks/gpu_loss_breakdown.py --loss aam --dtype bfloat16
@@ -52,6 +58,9 @@ Benchmarks are not tests: nothing is asserted and the exit status is 0.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
 import statistics
 import sys
 import time
@@ -205,13 +214,23 @@ def main(argv: list[str] | None = None) -> int:
     def forward_only() -> None:
         loss(z, y)
 
+    def forward_without_call() -> None:
+        loss.forward(z, y)  # no nn.Module.__call__ (hooks, dispatch)
+
+    from losses import _kernel
+
+    def function_apply() -> None:
+        _kernel._CompiledPolyLossFunction.apply(z, y, captured["hp"], captured["reduction"],
+                                                captured["scale"], original_vg)
+
+    def reference_forward() -> None:
+        F.binary_cross_entropy_with_logits(z, y)
+
     def value_and_grad() -> None:
         original_vg(zd, y, captured["hp"], captured["reduction"], captured["scale"])
 
     def floor() -> None:
         torch.add(zd, y, out=out)
-
-    from losses import _kernel
 
     default_native = _kernel.NATIVE_BACKWARD
 
@@ -295,7 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         (f"{args.loss} (compiled) fwd+bwd, Python autograd.Function", with_backward(False)),
         (f"{args.loss} (compiled) fwd+bwd, native autograd nodes", with_backward(True)),
         (f"{args.loss} (compiled) fwd+bwd, Python autograd.Function, JIT launch", original_step),
+        ("BCE-with-logits forward", reference_forward),
         (f"{args.loss} (compiled) forward", forward_only),
+        (f"{args.loss} (compiled) forward, no nn.Module.__call__", forward_without_call),
+        ("_CompiledPolyLossFunction.apply(value_and_grad) (no module, no checks)",
+         function_apply),
         ("value_and_grad (no module, no autograd)", value_and_grad),
         ("kernel, JIT launch", jit_launch),
         ("kernel, losses._triton launcher", library_launch),
@@ -347,6 +370,13 @@ def main(argv: list[str] | None = None) -> int:
             (args.out / f"profile_{label}_{args.dtype}.txt").write_text(table)
             print(f"\nprofile of {label} (20 calls), top rows by self CPU time:")
             print("\n".join(table.splitlines()[:14]))
+        # the compiled forward's Python, by function: where its host time goes
+        profiler = cProfile.Profile()
+        profiler.runcall(lambda: [forward_only() for _ in range(500)])
+        torch.cuda.synchronize()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+        (args.out / f"cprofile_forward_{args.dtype}.txt").write_text(text.getvalue())
     return 0
 
 
