@@ -88,13 +88,15 @@ def results_of(cell: Cell, state: Any, metrics: dict[str, float], rule: Any, pre
 
 
 def environment(acc: Accelerator) -> dict[str, Any]:
-    """Versions, device and git state recorded with every result (the code version)."""
+    """Versions, device, ATen's CPU capability and git state recorded with every result (the
+    code version)."""
     commit, dirty = git_state()
     dev = acc.device
     name = f"cuda:{torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else dev.type
     return {"git_commit": commit, "git_dirty": dirty,
             "torch": torch.__version__, "accelerate": accelerate.__version__, "device": name,
-            "world_size": acc.num_processes, "mixed_precision": acc.mixed_precision}
+            "world_size": acc.num_processes, "mixed_precision": acc.mixed_precision,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def refresh_leaderboard(output_dir: Path) -> Path:

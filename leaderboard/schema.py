@@ -15,8 +15,9 @@ names listed in ``extra.unbounded_metrics`` (a loss value, a count).
 Versions: ``schema_version`` is ``"MAJOR.MINOR"``; readers accept major 1 and refuse any other.
 1.1 added the optional ``run_id`` and ``identity`` (:mod:`mllb_core.identity`) and
 ``threshold.per_class``; a 1.0 file is a valid 1.1 file, and its identity is derived from its
-sections. A file whose minor version is newer than :data:`SCHEMA_VERSION` may carry keys a later
-1.x added: they are ignored rather than refused (and dropped by :meth:`Result.to_dict`).
+sections. 1.2 added the optional ``env.cpu_capability``; a 1.1 file is a valid 1.2 file. A
+file whose minor version is newer than :data:`SCHEMA_VERSION` may carry keys a later 1.x
+added: they are ignored rather than refused (and dropped by :meth:`Result.to_dict`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ __all__ = [
     "write_results",
 ]
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 _MAJOR, _MINOR = (int(part) for part in SCHEMA_VERSION.split("."))
 
 THRESHOLD_POLICIES = ("fixed", "dev_tuned", "per_class_dev_tuned", "loss_decide",
@@ -285,6 +286,11 @@ class Env:
     device: Annotated[str, _TEXT]  # "cpu", "cuda:NVIDIA H100 80GB HBM3"
     world_size: Annotated[int, _POSITIVE]  # number of processes
     mixed_precision: Annotated[str, _PRECISION]
+    # 1.2: ATen's CPU kernel level, torch.backends.cpu.get_cpu_capability() ("AVX512", "AVX2",
+    # "DEFAULT"; ATEN_CPU_CAPABILITY lowers it): which vectorized CPU kernels ran, and whether
+    # a compiled family loss could take the AVX-512 loop (losses/_cpu_fused.py). Float32
+    # results move in their last bits with it; it is where the run ran, not what it is
+    cpu_capability: Annotated[str | None, _TEXT] = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -45,6 +46,19 @@ def test_end_to_end_writes_valid_results(tmp_path: Path) -> None:
     assert scores["scores"].shape == (97, 12) and (scores["index"] == range(97)).all()
     config = json.loads((tmp_path / "synthetic" / f"{stem}.config.json").read_text())
     assert config["loss"] == "asl" and config["loss_kwargs"] == {"gamma_neg": 2}
+    assert res["env"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_environment_records_the_capability_aten_runs_at() -> None:
+    # ATEN_CPU_CAPABILITY lowers the level ATen dispatches to ("default" exists on every CPU);
+    # the results must say the level the kernels ran at, not the CPU's best
+    code = ("from accelerate import Accelerator; from engine.outputs import environment; "
+            "print(environment(Accelerator(cpu=True))['cpu_capability'])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "ATEN_CPU_CAPABILITY": "default"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "DEFAULT"
 
 
 def test_loss_declares_the_head(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from mllb_core.io import write_json_atomic
 def valid_results() -> dict[str, Any]:
     """A realistic results object: APL on Re-DocRED, selected on dev Ign F1 at epoch 3."""
     return {
-        "schema_version": "1.1",
+        "schema_version": SCHEMA_VERSION,
         "task": {
             "name": "docred",
             "version": "1",
@@ -78,6 +78,7 @@ def valid_results() -> dict[str, Any]:
             "device": "cuda:NVIDIA H100 80GB HBM3",
             "world_size": 1,
             "mixed_precision": "bf16",
+            "cpu_capability": "AVX512",
         },
         "timing": {"train_s": 812.4, "eval_s": 9.1, "examples_per_s": 310.0},
         "created_at": "2026-11-22T03:40:00+00:00",
@@ -508,9 +509,9 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "leaderboard" / "sy
 
 
 def engine_result() -> dict[str, Any]:
-    """A 1.1 results object as the engine writes it: identity and run_id recorded."""
+    """A results object as the engine writes it: identity and run_id recorded."""
     obj = json.loads(FIXTURE.read_text(encoding="utf-8"))
-    obj["schema_version"] = "1.1"
+    obj["schema_version"] = SCHEMA_VERSION
     obj["identity"] = run_identity(obj)
     obj["run_id"] = run_id(obj["identity"])
     return obj
@@ -636,6 +637,10 @@ V11_MUTATIONS = [
     ("debug null", _set("config.debug", None), ["config.debug"]),
     ("leaderboard number", _set("config.leaderboard", 1), ["config.leaderboard",
                                                            "a boolean or a string"]),
+    # 1.2
+    ("cpu_capability empty", _set("env.cpu_capability", " "),
+     ["env.cpu_capability: expected a non-empty string"]),
+    ("cpu_capability number", _set("env.cpu_capability", 512), ["env.cpu_capability"]),
 ]
 
 
@@ -659,6 +664,16 @@ def test_v11_optional_keys_accepted() -> None:
     validate(obj)
     obj["schema_version"] = "1.0"  # a 1.0 file with the 1.1 keys is read the same way
     validate(obj)
+
+
+def test_v12_cpu_capability_is_optional() -> None:
+    obj = valid_results()
+    assert Result.from_dict(obj).env.cpu_capability == "AVX512"
+    del obj["env"]["cpu_capability"]  # files written before 1.2
+    obj["schema_version"] = "1.1"
+    validate(obj)
+    assert Result.from_dict(obj).env.cpu_capability is None
+    assert "cpu_capability" not in Result.from_dict(obj).to_dict()["env"]
 
 
 def test_a_loss_declared_threshold_class_rule_is_recorded_whole() -> None:
