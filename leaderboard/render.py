@@ -184,7 +184,11 @@ def protocol_line(rows: list[Row], primary: str) -> str:
     runs = [r for row in rows for _, r in row.runs]
     def vals(get: Callable[[Result], Any]) -> str:
         return ", ".join(sorted({str(get(r)) for r in runs}))
-    return (f"Protocol: device {vals(lambda r: r.env.device)}, world size "
+    # ATen's CPU level (schema 1.2) where CPU runs record it; files before 1.2 do not
+    levels = {r.env.cpu_capability or "not recorded" for r in runs if r.env.device == "cpu"}
+    level = (f" (ATen CPU capability {', '.join(sorted(levels))})"
+             if levels - {"not recorded"} else "")
+    return (f"Protocol: device {vals(lambda r: r.env.device)}{level}, world size "
             f"{vals(lambda r: r.env.world_size)}, mixed precision "
             f"{vals(lambda r: r.env.mixed_precision)}; selection on "
             f"{vals(lambda r: r.selection.split)} by {primary}; threshold "

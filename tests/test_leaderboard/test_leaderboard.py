@@ -247,6 +247,17 @@ def test_a_1_0_file_and_a_1_1_file_of_one_setting_share_a_row(tmp_path: Path) ->
     _line(build(root), "| tiny_mlp | bce | 2 |")
 
 
+def test_protocol_line_names_the_cpu_level_the_runs_recorded(tmp_path: Path) -> None:
+    old, new = _run("bce", 0), _run("bce", 1)  # a file before 1.2 and one after
+    new["schema_version"] = "1.2"
+    new["env"]["cpu_capability"] = "AVX2"
+    line = _line(build(_write(tmp_path / "a", {"old.json": old})), "Protocol:")
+    assert line.startswith("Protocol: device cpu, world size 1,")  # as before 1.2
+    line = _line(build(_write(tmp_path / "b", {"old.json": old, "new.json": new})), "Protocol:")
+    assert line.startswith(
+        "Protocol: device cpu (ATen CPU capability AVX2, not recorded), world size 1,")
+
+
 def test_distinguishing_suffixes() -> None:
     base = {"loss.name": "asl", "loss.kwargs": {"gamma_neg": 4.0, "clip": 0.05},
             "train.epochs": 10, "train.lr": 0.001, "task.data_fingerprint": "sha256:" + "ab" * 32}
