@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from losses._kernel import REDUCTIONS, compiled_poly_caller
+from mllb_core.inductor_cache import separate_inductor_cache
 from mllb_core.registry import Registry
 
 LOSSES: Registry[type[MultiLabelLoss]] = Registry("loss", entry_point_group="mllb.losses")
@@ -115,8 +116,14 @@ class MultiLabelLoss(nn.Module):
         AVX-512 a hand-written kernel of the same closed form runs instead, with any
         backend: ``losses/_triton.py``, ``losses/_cpu_fused.py``). With the default
         inductor backend and no ``mode``, C++ loops may contract multiply-adds into FMAs
-        (``options``; inductor's default is off). Returns ``self``.
+        (``options``; inductor's default is off). Under ``ATEN_CPU_CAPABILITY`` it first
+        gives inductor a cache folder of that capability's own
+        (``mllb_core.inductor_cache.separate_inductor_cache``, which sets
+        ``TORCHINDUCTOR_CACHE_DIR`` unless the user chose one). Returns ``self``.
         """
+        # under ATEN_CPU_CAPABILITY, a cache folder of that capability's own: inductor's cache
+        # would otherwise hand out loops generated for another vector width (torch 2.14.1)
+        separate_inductor_cache()
         backend = compile_kwargs.get("backend", "inductor")
         if backend == "inductor" and "mode" not in compile_kwargs:
             # fused multiply-add in inductor's C++ loops (its default is off): a polynomial

@@ -9,8 +9,11 @@ without it, the loss came out 0.3448 instead of 0.6894 (half the elements, no er
 other way round, every store wrote 16 floats per 8-element step and glibc aborted the process.
 
 MLLB's entry points (``run_task.py``, ``benchmarks/loss_speed.py``) call
-``separate_inductor_cache`` before anything is compiled: a process that sets the capability
-gets a cache folder of its own. A ``TORCHINDUCTOR_CACHE_DIR`` the user set is left alone.
+``separate_inductor_cache`` before anything is compiled, and ``create_loss(..., compile=True)``
+calls it before it compiles (so a script of the user's that compiles MLLB's losses is kept
+apart too): a process that sets the capability gets a cache folder of its own. A
+``TORCHINDUCTOR_CACHE_DIR`` the user set is left alone; inductor's own default folder is not
+a user's choice (inductor writes it into the variable at its first compilation).
 """
 
 from __future__ import annotations
@@ -38,10 +41,16 @@ def _default_cache_dir() -> str:
 
 def separate_inductor_cache(environ: MutableMapping[str, str] = os.environ) -> str | None:
     """Point ``TORCHINDUCTOR_CACHE_DIR`` at a folder of this capability's own when
-    ``ATEN_CPU_CAPABILITY`` is set and the cache folder is not; returns that folder (None:
-    nothing changed). Must run before the first compilation of the process."""
+    ``ATEN_CPU_CAPABILITY`` is set and the cache folder is unset or inductor's default; returns
+    that folder (None: nothing changed). Compilations before the call are not moved: call it
+    before the first one of the process where that is possible."""
     capability = environ.get("ATEN_CPU_CAPABILITY", "").strip().lower()
-    if not capability or environ.get("TORCHINDUCTOR_CACHE_DIR"):
+    if not capability:
+        return None
+    current = environ.get("TORCHINDUCTOR_CACHE_DIR")
+    # inductor sets the variable to its default folder at its first use (cache_dir_utils):
+    # that value is an earlier compilation's doing, not a choice to share the folder
+    if current and os.path.abspath(current) != os.path.abspath(_default_cache_dir()):
         return None
     folder = f"{_default_cache_dir()}_aten_{re.sub(r'[^a-z0-9_]', '_', capability)}"
     environ["TORCHINDUCTOR_CACHE_DIR"] = folder

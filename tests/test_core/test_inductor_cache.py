@@ -25,6 +25,11 @@ REPO = Path(__file__).resolve().parents[2]
     ({}, None),
     ({"ATEN_CPU_CAPABILITY": ""}, None),
     ({"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": "/mine"}, None),  # the user's
+    # inductor's default, which its first compilation writes into the variable
+    ({"ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CACHE_DIR": _default_cache_dir()},
+     "_aten_avx2"),
+    ({"ATEN_CPU_CAPABILITY": "avx2",
+      "TORCHINDUCTOR_CACHE_DIR": _default_cache_dir() + "_aten_avx2"}, None),  # separated
 ])
 def test_the_cache_folder_is_separated_only_for_a_set_capability(
         environ: dict[str, str], expected: str | None) -> None:
@@ -35,6 +40,31 @@ def test_the_cache_folder_is_separated_only_for_a_set_capability(
     else:
         assert folder == _default_cache_dir() + expected
         assert environ == {**before, "TORCHINDUCTOR_CACHE_DIR": folder}
+
+
+def test_create_loss_separates_the_cache_after_another_compilation(tmp_path: Path) -> None:
+    # a user's script: something compiled first (inductor then writes its default folder into
+    # TORCHINDUCTOR_CACHE_DIR), then MLLB's compiled loss
+    code = textwrap.dedent("""
+        import os, torch
+        from mllb_core.inductor_cache import _default_cache_dir
+        print(_default_cache_dir())
+        torch.compile(lambda x: x + 1)(torch.ones(3))
+        print(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+        from losses import create_loss
+        create_loss("asl", compile=True)
+        print(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    """)
+    # the default folder under the test's own temporary folder: the loop compiled under
+    # another capability must not enter the machine's shared default cache
+    env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+    env.update(TMPDIR=str(tmp_path), ATEN_CPU_CAPABILITY="default")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    default, first, then = done.stdout.split()
+    assert default.startswith(str(tmp_path)) and first == os.path.abspath(default)
+    assert then == default + "_aten_default"
 
 
 def test_run_task_separates_the_cache_before_anything_compiles() -> None:
