@@ -70,6 +70,55 @@ def test_param_groups_keep_their_lr_under_every_schedule() -> None:
         assert peak[1] <= 0.5 + 1e-12 and peak[1] > 0.4, (scheduler, peak)
 
 
+def _steps(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[torch.Tensor]:
+    """150 steps under a moving schedule (lr, beta1 or momentum), gradients from 1e-1 to 1e-4
+    and, every 7th step, none for one parameter (a frozen one); the parameters and every
+    state tensor after them."""
+    g = torch.Generator().manual_seed(1)
+    params = list(model.parameters())
+    for step in range(150):
+        for i, p in enumerate(params):
+            p.grad = (None if step % 7 == 0 and i == 1
+                      else torch.randn(p.shape, generator=g) * 10.0 ** (-1 - step % 4))
+        for group in optimizer.param_groups:
+            group["lr"] *= 1.01
+            if "betas" in group:
+                group["betas"] = (0.85 + 0.1 * step / 150, group["betas"][1])
+            if "momentum" in group:
+                group["momentum"] = 0.85 + 0.1 * step / 150
+        optimizer.step()
+    return [p.detach().clone() for p in params] + [
+        v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
+def test_the_optimizer_gives_torchs_default_bits_on_the_cpu(optimizer: str) -> None:
+    # make_optimizer takes the multi-tensor implementation; the reference is torch's own
+    # per-parameter loop (its CPU default), built by hand over the same groups
+    cfg = RunConfig(optimizer=optimizer, adam_eps=1e-6, adam_beta2=0.98, momentum=0.9)
+
+    def model() -> nn.Module:
+        torch.manual_seed(0)
+        return TwoPart(6, 8, head_lr=1e-4)
+
+    ours = make_optimizer(cfg, m := model())
+    got = _steps(ours, m)
+    reference_model = model()
+    groups = reference_model.param_groups(cfg.lr)
+    wd = cfg.weight_decay
+    if optimizer == "sgd":
+        reference = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=wd,
+                                    foreach=False)
+    else:
+        cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+        reference = cls(groups, lr=cfg.lr, weight_decay=wd, eps=1e-6, betas=(0.9, 0.98),
+                        foreach=False)
+    expected = _steps(reference, reference_model)
+    assert len(got) == len(expected) > 4
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    assert all(group["foreach"] for group in ours.param_groups)
+
+
 def test_param_groups_must_cover_every_parameter_once() -> None:
     model = TwoPart(3, 5)
     model.param_groups = lambda lr: [{"params": list(model.body.parameters())}]
