@@ -75,15 +75,16 @@ def test_run_task_separates_the_cache_before_anything_compiles() -> None:
 _AVX512 = torch.cpu.get_capabilities().get("avx512_f", False)
 
 # the compiled asl through inductor's loop (MLLB's own loop off) at 4096x1000, as the session
-# that found the problem ran it; prints the loss and float64 eager's
+# that found the problem ran it; prints the loss and float64 eager's. "unprotected": with
+# create_loss's separation of the cache switched off (the control)
 _SCRIPT = textwrap.dedent("""
     import sys
     import torch
-    from mllb_core.inductor_cache import separate_inductor_cache
-    if sys.argv[1] == "separate":
-        separate_inductor_cache()
     import losses._cpu_fused as cpu_fused
+    import losses.base
     from losses import create_loss
+    if sys.argv[1] == "unprotected":
+        losses.base.separate_inductor_cache = lambda: None
     cpu_fused.ENABLED = False
     g = torch.Generator().manual_seed(0)
     z = torch.randn(4096, 1000, generator=g) * 3
@@ -108,10 +109,11 @@ def test_an_avx2_process_after_an_avx512_one_computes_the_loss(tmp_path: Path) -
         value, reference = map(float, done.stdout.split())
         return value, reference
 
-    value, reference = run("shared")  # AVX-512: fills the default cache
+    value, reference = run("library")  # AVX-512: fills the default cache
     assert value == pytest.approx(reference, rel=1e-5)
-    value, reference = run("separate", ATEN_CPU_CAPABILITY="avx2")
+    # create_loss(compile=True) gives the AVX2 process a cache folder of its own
+    value, reference = run("library", ATEN_CPU_CAPABILITY="avx2")
     assert value == pytest.approx(reference, rel=1e-5)
     # the control: the same process without the separation reads the AVX-512 entry
-    value, reference = run("shared", ATEN_CPU_CAPABILITY="avx2")
+    value, reference = run("unprotected", ATEN_CPU_CAPABILITY="avx2")
     assert value != pytest.approx(reference, rel=1e-2), "torch keys the cache by width now"
