@@ -32,22 +32,27 @@ def param_groups(model: torch.nn.Module, lr: float) -> list[dict[str, Any]]:
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW / Adam / SGD over the model's parameter groups (default lr: ``cfg.lr``), through
-    torch's multi-tensor implementation (``foreach=True``).
+    torch's multi-tensor implementation (``foreach=True``), or its fused kernels with
+    ``cfg.fused_optimizer`` (adamw and adam; ``RunConfig.validate`` refuses it for sgd, whose
+    fused kernel fails on parameters that get their first gradient late).
 
-    torch takes that implementation by default on CUDA only; on the CPU its default is the loop
-    over parameters, one Python-dispatched operation at a time. Both give the same bits
-    (parameters and optimizer state; tests/test_engine/test_recipe.py checks it against
+    torch takes the multi-tensor implementation by default on CUDA only; on the CPU its default
+    is the loop over parameters, one Python-dispatched operation at a time. Both give the same
+    bits (parameters and optimizer state; tests/test_engine/test_recipe.py checks it against
     ``foreach=False`` under a changing schedule, with missing gradients), so the choice changes
-    no result and no run identity. Measured on the synthetic task's MLP on 2 CPU threads: an
-    AdamW step of 348 us against 368 us (BENCHMARKS.md "Training-loop overhead").
+    no result and no run identity. The fused kernels round differently (1.5e-8 after 200 AdamW
+    steps), hence an option that the run identity records. Measured on the synthetic task's
+    MLP on 2 CPU threads, an AdamW step: 368 us per parameter, 348 us multi-tensor, 114 us
+    fused (BENCHMARKS.md "Training-loop overhead").
     """
     groups, wd = param_groups(model, cfg.lr), cfg.weight_decay
+    kernels = {"fused": True} if cfg.fused_optimizer else {"foreach": True}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd,
-                               foreach=True)
+                               **kernels)
     return {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg.optimizer](
         groups, lr=cfg.lr, weight_decay=wd, eps=cfg.adam_eps, betas=(0.9, cfg.adam_beta2),
-        foreach=True)
+        **kernels)
 
 
 class TabulatedOneCycleLR(torch.optim.lr_scheduler.OneCycleLR):

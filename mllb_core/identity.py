@@ -75,6 +75,8 @@ def run_identity(result: Mapping[str, Any]) -> dict[str, Any]:
         ident["train.adam_eps"] = cfg["adam_eps"]
     if cfg["optimizer"] != "sgd" and cfg.get("adam_beta2", 0.999) != 0.999:
         ident["train.adam_beta2"] = cfg["adam_beta2"]
+    if cfg.get("fused_optimizer", False):  # other last bits than the default implementation
+        ident["train.fused_optimizer"] = True
     if cfg["scheduler"] == "step":
         ident["train.step_size"], ident["train.step_gamma"] = cfg["step_size"], cfg["step_gamma"]
     ident["train.per_device_batch_size"] = int(cfg["batch_size"]) // max(world, 1)

@@ -4,6 +4,8 @@ Adam's epsilon and loss-declared decision rules (what the papers' recipes need, 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from mllb_core.identity import run_identity
 from mllb_core.runconfig import RunConfig
 from models import MODELS
 
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--task.num_train", "64", "--task.num_dev", "32", "--task.num_test", "32",
         "--task.num_labels", "6", "--task.avg_positives", "2", "--task.num_features", "8",
         "--batch_size", "16", "--eval_batch_size", "32", "--loss", "bce"]
@@ -154,6 +157,41 @@ def test_adam_eps_reaches_the_optimizer_and_the_identity_only_when_set() -> None
     changed = run_identity({**sections, "config": RunConfig(adam_eps=1e-6,
                                                             scheduler="step").to_dict()})
     assert changed["train.adam_eps"] == 1e-6 and changed["train.step_gamma"] == 0.1
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_fused_optimizer_is_torchs_fused_kernel_and_part_of_the_identity(
+        optimizer: str, tmp_path: Path) -> None:
+    cfg = RunConfig(optimizer=optimizer, fused_optimizer=True)
+    fused = make_optimizer(cfg, m := nn.Linear(8, 6))
+    assert all(group["fused"] for group in fused.param_groups)
+    # the reference: torch's fused kernel built by hand over the same parameters
+    cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
+    torch.manual_seed(0)
+    reference_model = nn.Linear(8, 6)
+    reference = cls(reference_model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                    eps=cfg.adam_eps, betas=(0.9, cfg.adam_beta2), fused=True)
+    m.load_state_dict(reference_model.state_dict())
+    got, expected = _steps(fused, m), _steps(reference, reference_model)
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    # other bits than the default: the run identity says which one made a number
+    sections = {"task": {"name": "t", "version": "1", "dataset": "d", "data_fingerprint": "f"},
+                "model": {"name": "m", "kwargs": {}}, "loss": {"name": "bce", "kwargs": {}},
+                "env": {"world_size": 1, "mixed_precision": "no"}, "seed": 0}
+    default = run_identity({**sections, "config": RunConfig(optimizer=optimizer).to_dict()})
+    assert "train.fused_optimizer" not in default  # earlier run ids stay what they were
+    assert run_identity({**sections, "config": cfg.to_dict()})["train.fused_optimizer"] is True
+    (res,) = run_task.main([*TINY, "--optimizer", optimizer, "--fused_optimizer", "true",
+                            "--epochs", "1", "--output_dir", str(tmp_path)])
+    assert res["identity"]["train.fused_optimizer"] is True
+
+
+def test_fused_sgd_is_refused_with_one_message() -> None:
+    proc = subprocess.run([sys.executable, "run_task.py", "--optimizer", "sgd",
+                           "--fused_optimizer", "true"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: --fused_optimizer works with adamw and adam")
 
 
 def test_frozen_parameters_do_not_move_until_released(tmp_path: Path, two_part) -> None:
