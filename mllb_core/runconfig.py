@@ -163,8 +163,8 @@ class RunConfig:
         "train", "second-moment decay of adam / adamw (LSAN's released code uses 0.99)",
         bounds=Bounds(0, 1)))
     fused_optimizer: bool = field(default=False, metadata=_doc(
-        "train", "torch's fused optimizer kernels (adamw, adam): about 3x faster steps on a "
-        "CPU, but not the default's bits, so it is part of the run identity"))
+        "train", "torch's fused optimizer kernels (adamw, adam): optimizer steps about 3x "
+        "faster on a CPU, but not the default's bits, so it is part of the run identity"))
     grad_clip: float = field(default=0.0, metadata=_doc(
         "train", "max gradient norm; 0 disables clipping", bounds=Bounds(0)))
     ema_decay: float = field(default=0.0, metadata=_doc(
