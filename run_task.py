@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
         return launch_cells(sweeps, base, Path(__file__).resolve().parent)
     check_one_launch(sweeps)
-    separate_inductor_cache()  # before --compile compiles anything
+    separate_inductor_cache()  # before --compile model compiles (losses separate it too)
     try:
         acc = Accelerator(mixed_precision=base.mixed_precision,
                           gradient_accumulation_steps=base.grad_accum,

@@ -85,7 +85,6 @@ from torch import Tensor, nn
 from torch.profiler import ProfilerActivity, profile
 
 from losses import _cpu_fused, _kernel, create_loss
-from mllb_core.inductor_cache import separate_inductor_cache
 from mllb_core.provenance import code_version
 
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = ((256, 1000), (1024, 9605), (4096, 1000))
@@ -876,7 +875,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
 
-    separate_inductor_cache()  # before the first compilation
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     if args.triton_backward in ("function", "native"):

@@ -42,8 +42,8 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimi
     ``foreach=False`` under a changing schedule, with missing gradients), so the choice changes
     no result and no run identity. The fused kernels round differently (1.5e-8 after 200 AdamW
     steps), hence an option that the run identity records. Measured on the synthetic task's
-    MLP on 2 CPU threads, an AdamW step: 368 us per parameter, 348 us multi-tensor, 114 us
-    fused (BENCHMARKS.md "Training-loop overhead").
+    MLP on 2 CPU threads, an AdamW step: 365-373 us per parameter, 348-349 us multi-tensor,
+    114 us fused (BENCHMARKS.md "Training-loop overhead").
     """
     groups, wd = param_groups(model, cfg.lr), cfg.weight_decay
     kernels = {"fused": True} if cfg.fused_optimizer else {"foreach": True}

@@ -8,10 +8,10 @@ UTC), with the compiled asl at 4096x1000: under ``ATEN_CPU_CAPABILITY=avx2`` aft
 without it, the loss came out 0.3448 instead of 0.6894 (half the elements, no error); the
 other way round, every store wrote 16 floats per 8-element step and glibc aborted the process.
 
-MLLB's entry points (``run_task.py``, ``benchmarks/loss_speed.py``) call
-``separate_inductor_cache`` before anything is compiled, and ``create_loss(..., compile=True)``
-calls it before it compiles (so a script of the user's that compiles MLLB's losses is kept
-apart too): a process that sets the capability gets a cache folder of its own. A
+``create_loss(..., compile=True)`` calls ``separate_inductor_cache`` before it compiles (so
+``benchmarks/loss_speed.py`` and a script of the user's that compiles MLLB's losses are kept
+apart), and ``run_task.py`` calls it before anything is compiled (``--compile model``): a
+process that sets the capability gets a cache folder of its own. A
 ``TORCHINDUCTOR_CACHE_DIR`` the user set is left alone; inductor's own default folder is not
 a user's choice (inductor writes it into the variable at its first compilation).
 """

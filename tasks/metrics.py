@@ -1033,7 +1033,6 @@ def _map_draws(missing: Literal["skip", "zero"], scores: np.ndarray,
     ap_of = _weighted_ap(scores, targets)
     if ap_of is None:
         return None
-
     return lambda i: _mean_of_ap(ap_of(i), missing).value
 
 

@@ -73,6 +73,12 @@ def test_param_groups_keep_their_lr_under_every_schedule() -> None:
         assert peak[1] <= 0.5 + 1e-12 and peak[1] > 0.4, (scheduler, peak)
 
 
+# a results object's sections but its config: what run_identity reads besides the config
+_SECTIONS = {"task": {"name": "t", "version": "1", "dataset": "d", "data_fingerprint": "f"},
+             "model": {"name": "m", "kwargs": {}}, "loss": {"name": "bce", "kwargs": {}},
+             "env": {"world_size": 1, "mixed_precision": "no"}, "seed": 0}
+
+
 def _steps(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[torch.Tensor]:
     """150 steps under a moving schedule (lr, beta1 or momentum), gradients from 1e-1 to 1e-4
     and, every 7th step, none for one parameter (a frozen one); the parameters and every
@@ -149,12 +155,9 @@ def test_step_schedule_is_torch_steplr_stepped_per_epoch() -> None:
 def test_adam_eps_reaches_the_optimizer_and_the_identity_only_when_set() -> None:
     opt = make_optimizer(RunConfig(adam_eps=1e-6), nn.Linear(2, 2))
     assert opt.param_groups[0]["eps"] == 1e-6
-    sections = {"task": {"name": "t", "version": "1", "dataset": "d", "data_fingerprint": "f"},
-                "model": {"name": "m", "kwargs": {}}, "loss": {"name": "bce", "kwargs": {}},
-                "env": {"world_size": 1, "mixed_precision": "no"}, "seed": 0}
-    default = run_identity({**sections, "config": RunConfig().to_dict()})
+    default = run_identity({**_SECTIONS, "config": RunConfig().to_dict()})
     assert "train.adam_eps" not in default and "train.step_size" not in default
-    changed = run_identity({**sections, "config": RunConfig(adam_eps=1e-6,
+    changed = run_identity({**_SECTIONS, "config": RunConfig(adam_eps=1e-6,
                                                             scheduler="step").to_dict()})
     assert changed["train.adam_eps"] == 1e-6 and changed["train.step_gamma"] == 0.1
 
@@ -175,12 +178,9 @@ def test_fused_optimizer_is_torchs_fused_kernel_and_part_of_the_identity(
     got, expected = _steps(fused, m), _steps(reference, reference_model)
     assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
     # other bits than the default: the run identity says which one made a number
-    sections = {"task": {"name": "t", "version": "1", "dataset": "d", "data_fingerprint": "f"},
-                "model": {"name": "m", "kwargs": {}}, "loss": {"name": "bce", "kwargs": {}},
-                "env": {"world_size": 1, "mixed_precision": "no"}, "seed": 0}
-    default = run_identity({**sections, "config": RunConfig(optimizer=optimizer).to_dict()})
+    default = run_identity({**_SECTIONS, "config": RunConfig(optimizer=optimizer).to_dict()})
     assert "train.fused_optimizer" not in default  # earlier run ids stay what they were
-    assert run_identity({**sections, "config": cfg.to_dict()})["train.fused_optimizer"] is True
+    assert run_identity({**_SECTIONS, "config": cfg.to_dict()})["train.fused_optimizer"] is True
     (res,) = run_task.main([*TINY, "--optimizer", optimizer, "--fused_optimizer", "true",
                             "--epochs", "1", "--output_dir", str(tmp_path)])
     assert res["identity"]["train.fused_optimizer"] is True
