@@ -19,8 +19,11 @@ tensor saved; backward hands it on (times ``grad_out`` unless that is the 1 of
 (few) positive entries.
 
 Speed on CPU comes from the number of passes over [N, C] memory and of fresh [N, C] allocations
-(above 32 MB each is a new mmap, page-faulted in on first touch): buffers are reused in place
-and constant factors ride on products computed anyway (``benchmarks/loss_speed.py``).
+(above 32 MB each is a new mmap, page-faulted in on first touch): buffers are reused in place,
+temporaries that never leave a call live in memory kept from the previous call
+(``losses/_workspace.py``), constant factors ride on products computed anyway, and the sparse
+positives are found by a strided scan instead of ATen's scalar ``nonzero``
+(``benchmarks/loss_speed.py``).
 
 Numerics: logs come from ``logsigmoid`` (never ``log(sigmoid(z).clamp(eps))``); ``1 - p_m`` is at
 least ``m``; when ``m == 0`` the negative gradient uses the simplified form p^(g-+1)(1 + b1 q) so
@@ -50,6 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from losses._workspace import scratch
 
 REDUCTIONS = ("mean", "sum", "batchmean", "none")
 
@@ -121,13 +126,16 @@ def _scaled_mul_(out: Tensor, other: Tensor, value: float) -> Tensor:
 
 
 def _neg_branch(
-    z: Tensor, p: Tensor, hp: PolyParams, need_grad: bool, gscale: float, p_scratch: bool
+    z: Tensor, p: Tensor, hp: PolyParams, need_grad: bool, gscale: float, p_scratch: bool,
+    loss_scratch: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Loss c- L- and ``gscale`` * c- * dL-/dz for every entry of ``z`` (treated as negatives).
 
     Shapes as ``z``. ``gscale``: the reduction's factor on the gradient (1/(N*C) for "mean"),
     folded in here so that backward has nothing to do. ``p_scratch``: ``p`` (= sigmoid(z)) is
-    not needed afterwards and may be overwritten. Ordered so that buffers are reused in place:
+    not needed afterwards and may be overwritten. ``loss_scratch``: the returned loss is reduced
+    inside the call, so it may live in reused memory (``losses/_workspace.py``). Ordered so that
+    buffers are reused in place:
     on CPU a fresh [N, C] allocation costs more than the arithmetic done in it (above 32 MB
     every one is a new mmap, page-faulted in on first touch), and each op is a pass over memory.
     """
@@ -135,8 +143,8 @@ def _neg_branch(
     through_weight = need_grad and not hp.detach_focal_weight and g != 0
     if through_weight and (g != 1 or not hp.b0) and (m >= hp.eps if m > 0 else hp.eps == 0):
         if m > 0:
-            return _neg_branch_margin(p, hp, gscale, p_scratch)
-        return _neg_branch_focused(z, p, hp, gscale, p_scratch)
+            return _neg_branch_margin(p, hp, gscale, p_scratch, loss_scratch)
+        return _neg_branch_focused(z, p, hp, gscale, p_scratch, loss_scratch)
     if m > 0:
         pm = torch.sub(p, m).clamp_(min=0)
         r = torch.rsub(pm, 1)  # 1 - p_m >= m > 0: its log is safe
@@ -205,8 +213,8 @@ def _lower_power(pm: Tensor, g: float, buf: Tensor | None = None) -> Tensor:
     return lower
 
 
-def _neg_branch_margin(p: Tensor, hp: PolyParams, gscale: float,
-                       p_scratch: bool) -> tuple[Tensor, Tensor]:
+def _neg_branch_margin(p: Tensor, hp: PolyParams, gscale: float, p_scratch: bool,
+                       loss_scratch: bool = False) -> tuple[Tensor, Tensor]:
     """:func:`_neg_branch` with a margin m > 0 and the gradient through the focusing weight.
 
     With f = -log(1 - p_m) + b1 p_m + b0 and dp_m = p (1 - p)::
@@ -219,10 +227,10 @@ def _neg_branch_margin(p: Tensor, hp: PolyParams, gscale: float,
     0. The eps clamp of the official code never acts: 1 - p_m >= m >= eps (checked by the caller).
     """
     m, g = hp.clip, hp.gamma_neg
-    dpm = torch.addcmul(p, p, p, value=-1.0)  # [N, C] dp/dz = p (1 - p)
+    dpm = torch.addcmul(p, p, p, value=-1.0, out=scratch("dpm", p))  # [N, C] dp/dz = p (1 - p)
     pm = (p.sub_(m) if p_scratch else torch.sub(p, m)).clamp_(min=0)  # [N, C] p_m
-    r = torch.rsub(pm, 1)  # [N, C] 1 - p_m >= m > 0
-    nf = torch.log(r)  # [N, C] becomes -f
+    r = torch.rsub(pm, 1)  # [N, C] 1 - p_m >= m > 0; becomes the gradient
+    nf = torch.log(r, out=scratch("loss", r)) if loss_scratch else torch.log(r)  # [N, C] -f
     if hp.b1:
         nf.sub_(pm, alpha=hp.b1)
     if hp.b0:
@@ -257,8 +265,8 @@ def _power(x: Tensor, g: float, scratch: bool) -> Tensor:
     return x.pow_(g) if scratch else x.pow(g)
 
 
-def _neg_branch_focused(z: Tensor, p: Tensor, hp: PolyParams, gscale: float,
-                        p_scratch: bool) -> tuple[Tensor, Tensor]:
+def _neg_branch_focused(z: Tensor, p: Tensor, hp: PolyParams, gscale: float, p_scratch: bool,
+                        loss_scratch: bool = False) -> tuple[Tensor, Tensor]:
     """:func:`_neg_branch` without a margin (p_m = p) and with the gradient through the weight.
 
     With q = 1 - p, f = -log q + b1 p + b0 and dp/dz = p q (so that d(-log q)/dz = p)::
@@ -271,8 +279,8 @@ def _neg_branch_focused(z: Tensor, p: Tensor, hp: PolyParams, gscale: float,
     g = hp.gamma_neg
     # q = sigmoid(-z) keeps its relative precision where 1 - p rounds; sigmoid then log costs
     # a third of logsigmoid on CPU
-    q = torch.neg(z).sigmoid_()  # [N, C]
-    nf = torch.log(q)  # [N, C] becomes -f
+    q = torch.neg(z, out=scratch("q", z)).sigmoid_()  # [N, C]
+    nf = torch.log(q, out=scratch("loss", q)) if loss_scratch else torch.log(q)  # [N, C] -f
     # past z ~ 88 q underflows to 0 and its log to -inf, while -log sigmoid(-z) = z to float
     # precision; on CPU one reduction skips the fix where no logit is that large (the usual case)
     if z.device.type != "cpu" or float(z.max()) > 80:
@@ -328,35 +336,77 @@ def _pos_branch(
     return loss, grad
 
 
-def _binary_positive_index(targets: Tensor) -> tuple[Tensor, ...] | None:
-    """Indices of the positives when targets are binary and sparse enough (CPU only), else None."""
+# _flat_nonzero: below this many elements one nonzero() is cheaper than its four steps; the
+# strided scan's number of rows (each column of the [rows, n / rows] view is one candidate set)
+_STRIDED_NONZERO_MIN = 1 << 15
+_STRIDED_NONZERO_ROWS = 16
+
+
+def _flat_nonzero(flat: Tensor) -> Tensor:
+    """Positions of the nonzero entries of the 1-D ``flat`` (NaN counts as nonzero, -0.0 does not,
+    as in ``nonzero``), in no particular order: [P] int64.
+
+    ATen's CPU ``nonzero`` took 0.23 ms over 256,000 sparse binary floats on the AMD EPYC machine
+    of BENCHMARKS.md ("Session of 2026-11-28 03:22 UTC"), where their ``sum`` takes 0.011 ms.
+    For sparse targets it is faster to view ``flat`` as [16, n / 16], reduce over the 16 rows
+    (vectorized along the contiguous columns) to find the columns holding a nonzero entry, and
+    run ``nonzero`` only on those columns: about 0.13 ms at that size.
+    """
+    n = flat.numel()
+    if n < _STRIDED_NONZERO_MIN:
+        return flat.nonzero().view(-1)
+    b = _STRIDED_NONZERO_ROWS
+    k = n // b
+    rows = flat.narrow(0, 0, b * k).view(b, k)  # rows[i, j] = flat[i k + j]
+    if rows.dtype == torch.bool:
+        rows = rows.view(torch.uint8)
+    # a column holds a nonzero entry iff its largest entry or its smallest is nonzero
+    # (a sum could cancel); NaN propagates through both reductions and maximum
+    col = torch.maximum(rows.amax(0), rows.amin(0).neg_())  # [k]
+    hit = col.nonzero().view(-1)  # [H] the columns to look in
+    i, h = rows.index_select(1, hit).nonzero(as_tuple=True)  # [P] row, position in hit
+    found = hit.take(h).add_(i * k)
+    if b * k < n:
+        found = torch.cat([found, flat.narrow(0, b * k, n - b * k).nonzero().view(-1).add_(b * k)])
+    return found
+
+
+def _binary_positive_index(targets: Tensor) -> Tensor | None:
+    """Row-major positions [P] of the positives when targets are binary and sparse enough (CPU
+    only), else None."""
     if targets.device.type != "cpu":
         return None  # nonzero() would synchronize an accelerator on every call
-    idx = targets.nonzero(as_tuple=True)
-    if idx[0].numel() > _SPARSE_MAX_POSITIVE_FRACTION * targets.numel():
+    flat = targets.reshape(-1)  # [N * C]
+    idx = _flat_nonzero(flat)
+    if idx.numel() > _SPARSE_MAX_POSITIVE_FRACTION * targets.numel():
         return None
-    if targets.dtype != torch.bool and not bool((targets[idx] == 1).all()):
+    if targets.dtype != torch.bool and not bool((flat.take(idx) == 1).all()):
         return None  # soft targets: the dense formula handles them
     return idx
 
 
 def _elementwise(
-    z: Tensor, targets: Tensor, hp: PolyParams, need_grad: bool, gscale: float = 1.0
+    z: Tensor, targets: Tensor, hp: PolyParams, need_grad: bool, gscale: float = 1.0,
+    loss_scratch: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """Per-element loss and ``gscale`` * gradient of the family formula, both [N, C] in ``z``'s
-    dtype (``gscale``: the reduction's factor, e.g. 1/(N*C) for "mean")."""
-    p = torch.sigmoid(z)
+    dtype (``gscale``: the reduction's factor, e.g. 1/(N*C) for "mean"). ``loss_scratch``: the
+    caller reduces the loss before it returns, so it may live in reused memory (CPU, sparse
+    positives; ``losses/_workspace.py``). Call with gradient recording off (reused memory is
+    written through ``out=``)."""
+    p = torch.sigmoid(z, out=scratch("p", z))  # [N, C] never leaves the call
     idx = _binary_positive_index(targets)
     if idx is not None:
-        loss, grad = _neg_branch(z, p, hp, need_grad, gscale, p_scratch=True)
-        if idx[0].numel():
-            z_pos = z[idx]
+        loss, grad = _neg_branch(z, p, hp, need_grad, gscale, p_scratch=True,
+                                 loss_scratch=loss_scratch)
+        if idx.numel():
+            z_pos = z.take(idx)  # [P] (take and put_ index the row-major flattening)
             loss_pos, grad_pos = _pos_branch(
                 z_pos, torch.sigmoid(z_pos), torch.sigmoid(-z_pos), hp, need_grad, gscale
             )
-            loss[idx] = loss_pos
+            loss.put_(idx, loss_pos)
             if grad is not None:
-                grad[idx] = grad_pos
+                grad.put_(idx, grad_pos)
         return loss, grad
 
     y = targets.to(z.dtype)
@@ -421,7 +471,8 @@ class _PolyLossFunction(torch.autograd.Function):
     def forward(ctx, z: Tensor, targets: Tensor, hp: PolyParams, reduction: str) -> Tensor:  # type: ignore[override]
         need_grad = ctx.needs_input_grad[0]
         with _without_autocast(z.device.type):
-            loss, grad = _elementwise(z, targets, hp, need_grad, grad_scale(z, reduction))
+            loss, grad = _elementwise(z, targets, hp, need_grad, grad_scale(z, reduction),
+                                      loss_scratch=reduction != "none")
             out = reduce(loss, reduction)
         if need_grad:
             ctx.save_for_backward(grad)

@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from losses._kernel import check_inputs, compute_dtype, times_grad_out
+from losses._workspace import scratch
 from losses.base import LOSSES, MultiLabelLoss, require
 
 # timm's mask value for the entries a log-sum-exp leaves out
@@ -80,9 +81,10 @@ def _positives(targets: Tensor, dtype: torch.dtype) -> Tensor:
     Written as clamp(round(t), 0, 1) (round half to even: 0.5 -> 0, so exactly "t > 0.5" for
     every real t) because on CPU ops that produce or consume a bool tensor (``>``, ``where``,
     bool -> float) cost 2-4 times a vectorized float op; every mask below is this float tensor,
-    used in products.
+    used in products. In reused memory (``losses/_workspace.py``): the kernels only read it.
     """
-    return torch.round(targets.to(dtype)).clamp_(0, 1)
+    t = targets.to(dtype)
+    return torch.round(t, out=scratch("posf", t)).clamp_(0, 1)
 
 
 def _masked_sums(e: Tensor, posf: Tensor, negf: Tensor, dim: int,
@@ -120,7 +122,8 @@ class _ZlprFunction(torch.autograd.Function):
     and the negatives' z), so one ``exp`` serves both. That is exact while each subset's sum
     stays far above float underflow; rows where a subset's shifted sum falls below e^-50 (its
     largest term more than ~50 below the other subset's) are recomputed with a shift per
-    subset (:func:`_zlpr_exact`). Four [N, C] allocations; masks are float products.
+    subset (:func:`_zlpr_exact`). One fresh [N, C] tensor (the gradient) and two in reused
+    memory (``losses/_workspace.py``); masks are float products.
     """
 
     @staticmethod
@@ -130,7 +133,8 @@ class _ZlprFunction(torch.autograd.Function):
         m = torch.addcmul(x, x, posf, value=-2.0)  # [N, C] -z on the positives, z elsewhere
         top = m.amax(dim=1, keepdim=True)  # [N, 1]
         e = m.sub_(top).clamp_(min=_EXP_FLOOR).exp_()  # [N, C] e^(m - top), in m's memory
-        negf, buf = torch.rsub(posf, 1), torch.empty_like(x)
+        negf = torch.neg(posf, out=scratch("negf", posf)).add_(1.0)  # [N, C] 1 - posf, exactly
+        buf = scratch("buf", x)  # [N, C]
         s_pos, s_neg = _masked_sums(e, posf, negf, 1, buf)  # [N, 1]
         # every term is >= e^-87 after the clamp: a sum is 0 only for an empty subset, whose
         # log is -inf and whose softplus 0, as timm's masked log-sum-exp gives
@@ -186,14 +190,17 @@ class _TwoWayFunction(torch.autograd.Function):
     negatives' soft-max of z / tn) share one shift, the line's maximum of u = -z / tp on the
     positives and z / tn on the negatives, so one ``exp`` serves both. Lines where a subset's
     shifted sum falls below e^-50 are recomputed with a shift per subset
-    (:func:`_two_way_exact`), as in zlpr. Five [N, C] allocations; masks are float products.
+    (:func:`_two_way_exact`), as in zlpr. One fresh [N, C] tensor (the gradient) and three in
+    reused memory (``losses/_workspace.py``); masks are float products.
     """
 
     @staticmethod
     def forward(ctx, x: Tensor, posf: Tensor, tp: float, tn: float) -> Tensor:  # type: ignore[override]
         need_grad = ctx.needs_input_grad[0]
-        u = torch.mul(x, 1.0 / tn).addcmul_(x, posf, value=-1.0 / tp - 1.0 / tn)  # [N, C]
-        negf, buf = torch.rsub(posf, 1), torch.empty_like(x)
+        u = torch.mul(x, 1.0 / tn, out=scratch("u", x)).addcmul_(  # [N, C]
+            x, posf, value=-1.0 / tp - 1.0 / tn)
+        negf = torch.neg(posf, out=scratch("negf", posf)).add_(1.0)  # [N, C] 1 - posf, exactly
+        buf = scratch("buf", x)  # [N, C]
         out = x.new_zeros(())
         grad = None
         tiny = torch.finfo(x.dtype).tiny  # the smallest normal float, below e^-87
