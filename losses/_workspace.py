@@ -39,11 +39,14 @@ _local = threading.local()
 def scratch(slot: str, like: Tensor) -> Tensor:
     """An uninitialized contiguous tensor with ``like``'s shape, dtype and device for ``slot``.
 
-    On CPU (with reuse on) the same memory as the previous request of ``slot`` in this thread
-    when shape, dtype and inference mode match; otherwise, and on other devices, a new tensor.
+    On CPU (with reuse on, not traced by ``torch.compile``) the same memory as the previous
+    request of ``slot`` in this thread when shape, dtype and inference mode match; otherwise,
+    and on other devices, a new tensor.
     The caller must not let it leave the kernel call (see the module docstring).
     """
-    if not ENABLED or like.device.type != "cpu":
+    # traced by torch.compile: a plain allocation (the compiled graph plans its own memory;
+    # thread-local state would only become guards)
+    if not ENABLED or like.device.type != "cpu" or torch.compiler.is_compiling():
         return torch.empty_like(like, memory_format=torch.contiguous_format)
     cache: dict[str, Tensor] | None = getattr(_local, "cache", None)
     if cache is None:
