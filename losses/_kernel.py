@@ -456,6 +456,28 @@ def times_grad_out(grad: Tensor, grad_out: Tensor) -> Tensor:
     return grad * grad_out
 
 
+@once_differentiable
+def _saved_times_grad_out_once(ctx: Any, grad_out: Tensor) -> Tensor:
+    """:func:`saved_times_grad_out` under ``create_graph=True``: differentiating it raises."""
+    (grad,) = ctx.saved_tensors
+    return times_grad_out(grad, grad_out)
+
+
+def saved_times_grad_out(ctx: Any, grad_out: Tensor) -> Tensor:
+    """The backward of a Function whose forward saved its finished gradient (the one saved
+    tensor): that gradient times ``grad_out`` (:func:`times_grad_out`).
+
+    ``once_differentiable`` only where it acts (``create_graph=True``: grad mode is on inside
+    backward): its wrapper costs about 6 us of host time a call (a GPU's compiled call is bound
+    by host time, BENCHMARKS.md "GPU"; an eager CPU call at (4, 8) took 187-191 us against
+    192-196 us with it).
+    """
+    if torch.is_grad_enabled():
+        return _saved_times_grad_out_once(ctx, grad_out)
+    (grad,) = ctx.saved_tensors
+    return times_grad_out(grad, grad_out)
+
+
 def _without_autocast(device_type: str) -> contextlib.AbstractContextManager[object]:
     """A context with autocast off on ``device_type``: none at all when it is off already,
     because entering autocast's context costs host time that a GPU call is bound by."""
@@ -479,10 +501,8 @@ class _PolyLossFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
-        (grad,) = ctx.saved_tensors
-        return times_grad_out(grad, grad_out), None, None, None
+        return saved_times_grad_out(ctx, grad_out), None, None, None
 
 
 def small_int_exponent(g: float) -> int:
@@ -767,21 +787,7 @@ class _CompiledPolyLossFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:  # type: ignore[override]
-        # once_differentiable only where it acts (create_graph=True: grad mode is on inside
-        # backward): its wrapper costs host time on every call, and on a GPU the compiled call
-        # is bound by host time (BENCHMARKS.md "GPU")
-        if torch.is_grad_enabled():
-            return _CompiledPolyLossFunction._once_differentiable_backward(ctx, grad_out)
-        (grad,) = ctx.saved_tensors
-        return times_grad_out(grad, grad_out), None, None, None, None, None
-
-    @staticmethod
-    @once_differentiable
-    def _once_differentiable_backward(
-            ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:
-        """Backward under ``create_graph=True``: differentiating its result again raises."""
-        (grad,) = ctx.saved_tensors
-        return times_grad_out(grad, grad_out), None, None, None, None, None
+        return saved_times_grad_out(ctx, grad_out), None, None, None, None, None
 
 
 # devices whose compiled family losses run the Triton kernel (losses/_triton.py) instead of

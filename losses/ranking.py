@@ -28,9 +28,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
-from losses._kernel import check_inputs, compute_dtype, times_grad_out
+from losses._kernel import check_inputs, compute_dtype, saved_times_grad_out
 from losses._workspace import scratch
 from losses.base import LOSSES, MultiLabelLoss, require
 
@@ -159,10 +158,8 @@ class _ZlprFunction(torch.autograd.Function):
         return per_row.mean()
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        (grad,) = ctx.saved_tensors
-        return times_grad_out(grad, grad_out), None
+        return saved_times_grad_out(ctx, grad_out), None
 
 
 def _two_way_exact(x: Tensor, pos: Tensor, tp: float, tn: float, dim: int, count: Tensor,
@@ -249,10 +246,8 @@ class _TwoWayFunction(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
-        (grad,) = ctx.saved_tensors
-        return times_grad_out(grad, grad_out), None, None, None
+        return saved_times_grad_out(ctx, grad_out), None, None, None
 
 
 def zlpr_loss(logits: Tensor, targets: Tensor, *, reduction: str = "mean") -> Tensor:

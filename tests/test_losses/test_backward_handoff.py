@@ -65,9 +65,11 @@ def test_gradient_modified_in_place_is_never_silently_reused(name: str) -> None:
         _close(again, ref)
 
 
-@pytest.mark.parametrize("name", ["asl", "aam"])
-def test_compiled_backward_under_create_graph_cannot_be_differentiated_again(name: str) -> None:
-    """The compiled family's backward applies ``once_differentiable`` only under
+@pytest.mark.parametrize(("name", "compiled"), [("asl", True), ("aam", True), ("asl", False),
+                                              ("zlpr", False), ("two_way", False)])
+def test_backward_under_create_graph_cannot_be_differentiated_again(name: str,
+                                                                     compiled: bool) -> None:
+    """The fused losses' backward applies ``once_differentiable`` only under
     ``create_graph=True`` (its wrapper's host time is saved otherwise): a gradient that depends
     on a ``grad_out`` requiring grad still refuses a second differentiation, and the gradient
     equals the eager loss's."""
@@ -76,7 +78,7 @@ def test_compiled_backward_under_create_graph_cannot_be_differentiated_again(nam
     y = (torch.rand(6, 7, generator=g) < 0.3).float()
     x = z.clone().requires_grad_(True)
     w = torch.tensor(2.0, requires_grad=True)
-    (grad,) = torch.autograd.grad(create_loss(name, compile=True)(x, y) * w, x,
+    (grad,) = torch.autograd.grad(create_loss(name, compile=compiled)(x, y) * w, x,
                                   create_graph=True)
     r = z.clone().requires_grad_(True)
     (want,) = torch.autograd.grad(create_loss(name)(r, y) * 2.0, r)
