@@ -363,6 +363,27 @@ def build_cases(device: torch.device, compiled: bool = True,
     ]
 
 
+def warm_cpu_vector_math() -> None:
+    """Run ATen's vectorized transcendentals once on special values, before anything is timed.
+
+    On the AMD EPYC virtual machine of BENCHMARKS.md ("Session of 2026-11-28 03:22 UTC")
+    ``log1p``, ``expm1``, ``logsigmoid`` and ``softplus`` (and so eager BCE-with-logits) ran
+    5-10x slower in a fresh process (``F.logsigmoid`` 1.29 ms against 0.24 ms at (256, 1000))
+    until any vectorized ``pow`` had run once, which reads a constant table of the same
+    library. ``perf`` put 79% of ``Sleef_finz_log1pf16_u10avx512f``'s samples right after a
+    masked load from such a table (masked off for ordinary inputs); a load from a page the
+    process has not mapped yet, repeated on every call, fits what was measured. Without this,
+    the reference row was timed in the slow state whenever no earlier row happened to call a
+    ``pow`` (``--compiled-only``: BCE 1.89 ms, compiled asl 0.19x, instead of 0.61 ms and 0.51x).
+    """
+    values = torch.tensor([0.0, -0.0, 1.0, -1.0, 0.5, 2.0, 1e-40, float("inf"), -float("inf"),
+                           float("nan"), 100.0, -100.0, 3.0, 1e-3, 30.0, -30.0] * 4)  # [64]
+    torch.pow(values.abs(), 2.5)
+    for op in (torch.exp, torch.expm1, torch.log, torch.log1p, torch.sigmoid, F.logsigmoid,
+               F.softplus):
+        op(values)
+
+
 def make_inputs(n: int, c: int, device: torch.device, seed: int,
                 dtype: torch.dtype = torch.float32) -> Inputs:
     """Logits randn - 2 (mostly negative, like a trained multi-label head) and ~3 positives/row,
@@ -836,7 +857,8 @@ def header(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
         + (f"compiled backward on CUDA {'native' if _kernel.NATIVE_BACKWARD else 'function'}, "
            if device.type == "cuda" else
            # ATEN_CPU_CAPABILITY lowers it for eager kernels and inductor's loops alike
-           f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+           f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()} (vector math "
+           "warmed: warm_cpu_vector_math), "
            f"compiled family on CPU: {cpu_kernel_label()}, ")
         + f"{time.strftime('%Y-%m-%d %H:%M')}"
     )
@@ -891,6 +913,7 @@ def main(argv: list[str] | None = None) -> int:
         _kernel.NATIVE_BACKWARD = args.triton_backward == "native"
     _cpu_fused.ENABLED = args.cpu_kernel != "inductor" and _cpu_fused.ENABLED
     gpu = device.type == "cuda"
+    warm_cpu_vector_math()
     cases = build_cases(device, compiled=not args.no_compile,
                         inductor_rows=args.cpu_kernel == "both" and not gpu,
                         other_backward_rows=args.triton_backward == "both" and gpu,
