@@ -857,9 +857,9 @@ def header(device: torch.device, dtype: torch.dtype = torch.float32) -> str:
         + (f"compiled backward on CUDA {'native' if _kernel.NATIVE_BACKWARD else 'function'}, "
            if device.type == "cuda" else
            # ATEN_CPU_CAPABILITY lowers it for eager kernels and inductor's loops alike
-           f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()} (vector math "
-           "warmed: warm_cpu_vector_math), "
-           f"compiled family on CPU: {cpu_kernel_label()}, ")
+           f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+           f"compiled family on CPU: {cpu_kernel_label()}, "
+           "vector math warmed (warm_cpu_vector_math), ")
         + f"{time.strftime('%Y-%m-%d %H:%M')}"
     )
 
