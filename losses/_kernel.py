@@ -100,17 +100,19 @@ def cached_params(build: Callable[..., PolyParams]) -> Callable[..., PolyParams]
     return params
 
 
-def _pow(x: Tensor, g: float, with_lower: bool = False) -> tuple[Tensor | None, Tensor | None]:
+def _pow(x: Tensor, g: float, with_lower: bool = False, out: Tensor | None = None,
+         lower_out: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
     """(x**g, x**(g-1) if ``with_lower``), None standing for a power of one (g = 0 or 1), in
-    fresh tensors (:func:`_power`, :func:`_lower_power`)."""
+    ``out`` and ``lower_out`` where given (and usable), else in fresh tensors (:func:`_power`,
+    :func:`_lower_power`)."""
     if g == 0:
         return None, None
     if g == 1:
         return x, None
     if not with_lower:
-        return _power(x, g, scratch=False), None
-    lower = _lower_power(x, g)
-    return lower * x, lower
+        return _power(x, g, scratch=False, out=out), None
+    lower = _lower_power(x, g, lower_out)
+    return (torch.mul(lower, x, out=out) if out is not None else lower * x), lower
 
 
 def _scaled_mul_(out: Tensor, other: Tensor, value: float) -> Tensor:
@@ -145,14 +147,21 @@ def _neg_branch(
         if m > 0:
             return _neg_branch_margin(p, hp, gscale, p_scratch, loss_scratch)
         return _neg_branch_focused(z, p, hp, gscale, p_scratch, loss_scratch)
+    # the temporaries live in reused memory (losses/_workspace.py): p_m in p's when p is
+    # scratch (dp/dz is taken from p first), 1 - p_m (which becomes the loss) when the loss is
+    # reduced in the call, the weight and dp/dz always; 1 - p_m as -p_m + 1: the same float
+    dpm = torch.addcmul(p, p, p, value=-1.0, out=scratch("dpm", p)) if need_grad else None
     if m > 0:
-        pm = torch.sub(p, m).clamp_(min=0)
-        r = torch.rsub(pm, 1)  # 1 - p_m >= m > 0: its log is safe
+        pm = (p.sub_(m) if p_scratch else torch.sub(p, m)).clamp_(min=0)  # [N, C]
+        # 1 - p_m >= m > 0: its log is safe
+        r = (torch.neg(pm, out=scratch("loss", pm)).add_(1.0) if loss_scratch  # [N, C]
+             else torch.rsub(pm, 1))
     else:
         pm, r = p, None
-    w, w_lower = _pow(pm, g, with_lower=through_weight)
-    if need_grad:
-        dpm = torch.addcmul(p, p, p, value=-1.0)  # dp/dz = p (1 - p)
+    powers = ((scratch("w", pm), scratch("w_lower", pm) if through_weight else None)
+              if g not in (0, 1) else (None, None))
+    w, w_lower = _pow(pm, g, through_weight, *powers)
+    if dpm is not None:
         if r is not None:
             # p_m = max(p - m, 0) is flat below the margin. The weight p_m^g (g > 0) already
             # zeroes those entries, except through g p_m^(g-1) f with g == 1 and f = b0 != 0.
@@ -163,7 +172,7 @@ def _neg_branch(
             # d(-log(1 - p))/dz = p exactly; avoids p q / q with q underflowing to 0
             dlog = p.clone()
     # log(1 - p_m); without a margin through logsigmoid, as 1 - p underflows for large logits
-    log_r = r.log_() if r is not None else F.logsigmoid(-z)
+    log_r = r.log_() if r is not None else F.logsigmoid(torch.neg(z, out=scratch("negz", z)))
     if hp.eps > 0:  # the official code's log(max(., eps)): same value, zero gradient below eps
         log_eps = math.log(hp.eps)
         if need_grad:
@@ -250,19 +259,22 @@ def _neg_branch_margin(p: Tensor, hp: PolyParams, gscale: float, p_scratch: bool
     return _scaled_mul_(nf, pm, -hp.scale_neg), t
 
 
-def _power(x: Tensor, g: float, scratch: bool) -> Tensor:
-    """``x ** g`` by multiplications for small integers; in ``x``'s memory when ``scratch``."""
+def _power(x: Tensor, g: float, scratch: bool, out: Tensor | None = None) -> Tensor:
+    """``x ** g`` by multiplications for small integers; in ``x``'s memory when ``scratch``,
+    else in ``out`` when given (same ops, so the same bits), else in a new tensor."""
     if g == 1:
         return x
     if g in (2, 4):
-        w = x.square_() if scratch else x * x
+        w = x.square_() if scratch else torch.mul(x, x, out=out) if out is not None else x * x
         return w.square_() if g == 4 else w
     if g == int(g) and 3 <= g <= 8:
-        w = x * x
+        w = torch.mul(x, x, out=out) if out is not None else x * x
         for _ in range(int(g) - 2):
             w.mul_(x)
         return w
-    return x.pow_(g) if scratch else x.pow(g)
+    if scratch:
+        return x.pow_(g)
+    return torch.pow(x, g, out=out) if out is not None else x.pow(g)
 
 
 def _neg_branch_focused(z: Tensor, p: Tensor, hp: PolyParams, gscale: float, p_scratch: bool,

@@ -71,6 +71,35 @@ def test_reuse_gives_the_bits_of_fresh_memory(name: str, reduction: str,
         assert torch.equal(g1, g0), (case, "gradient")
 
 
+# the family's other negative branches: the generic one (no gradient, a detached weight, a
+# weight of power 0 or 1, the eps clamp) and a non-integer power
+VARIANTS = [("asl", {"detach_focal_weight": True}), ("asl", {"clip": 0.0, "gamma_neg": 1.0}),
+            ("asl", {"gamma_neg": 0.0}), ("asl", {"eps": 1e-3}), ("asl", {"gamma_neg": 2.5}),
+            ("focal", {"gamma": 3.0})]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+def test_reuse_gives_the_bits_of_fresh_memory_in_every_branch(
+        name: str, kwargs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(z: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        loss = create_loss(name, **kwargs)
+        x = z.clone().requires_grad_(True)
+        value = loss(x, y)
+        value.backward()
+        with torch.no_grad():
+            return [value.detach(), x.grad, loss(z, y)]
+
+    cases = [_inputs(shape, seed, kind) for shape in SHAPES for seed in (0, 1)
+             for kind in ("sparse", "soft")]
+    monkeypatch.setattr(_workspace, "ENABLED", False)
+    want = [run(*case) for case in cases]
+    monkeypatch.setattr(_workspace, "ENABLED", True)
+    _workspace.clear_workspace()
+    for case, expected in zip(cases, want, strict=True):
+        for got, ref in zip(run(*case), expected, strict=True):
+            assert torch.equal(got, ref)
+
+
 @pytest.mark.parametrize("name", ["asl", "apl", "focal", "zlpr", "two_way"])
 def test_results_and_saved_gradients_survive_later_calls(name: str, reuse: None) -> None:
     z1, y1 = _inputs((100, 333), 0, "sparse")
