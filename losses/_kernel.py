@@ -150,7 +150,8 @@ def _neg_branch(
     # the temporaries live in reused memory (losses/_workspace.py): p_m in p's when p is
     # scratch (dp/dz is taken from p first), 1 - p_m (which becomes the loss) when the loss is
     # reduced in the call, the weight and dp/dz always; 1 - p_m as -p_m + 1: the same float
-    dpm = torch.addcmul(p, p, p, value=-1.0, out=scratch("dpm", p)) if need_grad else None
+    dpm = (torch.addcmul(p, p, p, value=-1.0, out=scratch("dpm", p))  # [N, C] p (1 - p)
+           if need_grad else None)  # = dp/dz
     if m > 0:
         pm = (p.sub_(m) if p_scratch else torch.sub(p, m)).clamp_(min=0)  # [N, C]
         # 1 - p_m >= m > 0: its log is safe
