@@ -103,7 +103,7 @@ def cached_params(build: Callable[..., PolyParams]) -> Callable[..., PolyParams]
 def _pow(x: Tensor, g: float, with_lower: bool = False, out: Tensor | None = None,
          lower_out: Tensor | None = None) -> tuple[Tensor | None, Tensor | None]:
     """(x**g, x**(g-1) if ``with_lower``), None standing for a power of one (g = 0 or 1), in
-    ``out`` and ``lower_out`` where given (and usable), else in fresh tensors (:func:`_power`,
+    ``out`` and ``lower_out`` where given (and usable), else in new tensors (:func:`_power`,
     :func:`_lower_power`)."""
     if g == 0:
         return None, None
@@ -112,7 +112,7 @@ def _pow(x: Tensor, g: float, with_lower: bool = False, out: Tensor | None = Non
     if not with_lower:
         return _power(x, g, scratch=False, out=out), None
     lower = _lower_power(x, g, lower_out)
-    return (torch.mul(lower, x, out=out) if out is not None else lower * x), lower
+    return torch.mul(lower, x, out=out), lower
 
 
 def _scaled_mul_(out: Tensor, other: Tensor, value: float) -> Tensor:
@@ -240,7 +240,7 @@ def _neg_branch_margin(p: Tensor, hp: PolyParams, gscale: float, p_scratch: bool
     dpm = torch.addcmul(p, p, p, value=-1.0, out=scratch("dpm", p))  # [N, C] dp/dz = p (1 - p)
     pm = (p.sub_(m) if p_scratch else torch.sub(p, m)).clamp_(min=0)  # [N, C] p_m
     r = torch.rsub(pm, 1)  # [N, C] 1 - p_m >= m > 0; becomes the gradient
-    nf = torch.log(r, out=scratch("loss", r)) if loss_scratch else torch.log(r)  # [N, C] -f
+    nf = torch.log(r, out=scratch("loss", r) if loss_scratch else None)  # [N, C] -f
     if hp.b1:
         nf.sub_(pm, alpha=hp.b1)
     if hp.b0:
@@ -262,20 +262,18 @@ def _neg_branch_margin(p: Tensor, hp: PolyParams, gscale: float, p_scratch: bool
 
 def _power(x: Tensor, g: float, scratch: bool, out: Tensor | None = None) -> Tensor:
     """``x ** g`` by multiplications for small integers; in ``x``'s memory when ``scratch``,
-    else in ``out`` when given (same ops, so the same bits), else in a new tensor."""
+    else in ``out`` (None: a new tensor; the same ops either way, so the same bits)."""
     if g == 1:
         return x
     if g in (2, 4):
-        w = x.square_() if scratch else torch.mul(x, x, out=out) if out is not None else x * x
+        w = x.square_() if scratch else torch.mul(x, x, out=out)
         return w.square_() if g == 4 else w
     if g == int(g) and 3 <= g <= 8:
-        w = torch.mul(x, x, out=out) if out is not None else x * x
+        w = torch.mul(x, x, out=out)
         for _ in range(int(g) - 2):
             w.mul_(x)
         return w
-    if scratch:
-        return x.pow_(g)
-    return torch.pow(x, g, out=out) if out is not None else x.pow(g)
+    return x.pow_(g) if scratch else torch.pow(x, g, out=out)
 
 
 def _neg_branch_focused(z: Tensor, p: Tensor, hp: PolyParams, gscale: float, p_scratch: bool,
@@ -293,7 +291,7 @@ def _neg_branch_focused(z: Tensor, p: Tensor, hp: PolyParams, gscale: float, p_s
     # q = sigmoid(-z) keeps its relative precision where 1 - p rounds; sigmoid then log costs
     # a third of logsigmoid on CPU
     q = torch.neg(z, out=scratch("q", z)).sigmoid_()  # [N, C]
-    nf = torch.log(q, out=scratch("loss", q)) if loss_scratch else torch.log(q)  # [N, C] -f
+    nf = torch.log(q, out=scratch("loss", q) if loss_scratch else None)  # [N, C] -f
     # past z ~ 88 q underflows to 0 and its log to -inf, while -log sigmoid(-z) = z to float
     # precision; on CPU one reduction skips the fix where no logit is that large (the usual case)
     if z.device.type != "cpu" or float(z.max()) > 80:

@@ -86,6 +86,13 @@ def _positives(targets: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.round(t, out=scratch("posf", t)).clamp_(0, 1)
 
 
+def _negatives_and_buffer(posf: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The negatives' float mask 1 - posf and a scratch buffer like ``x``, both [N, C] in
+    reused memory (``losses/_workspace.py``); -posf + 1 is the same float as 1 - posf."""
+    return (torch.neg(posf, out=scratch("negf", posf)).add_(1.0),
+            scratch("buf", x))
+
+
 def _masked_sums(e: Tensor, posf: Tensor, negf: Tensor, dim: int,
                  buf: Tensor) -> tuple[Tensor, Tensor]:
     """Sums of ``e`` (>= 0) over ``dim`` on the positives and on the negatives; ``buf``:
@@ -132,8 +139,7 @@ class _ZlprFunction(torch.autograd.Function):
         m = torch.addcmul(x, x, posf, value=-2.0)  # [N, C] -z on the positives, z elsewhere
         top = m.amax(dim=1, keepdim=True)  # [N, 1]
         e = m.sub_(top).clamp_(min=_EXP_FLOOR).exp_()  # [N, C] e^(m - top), in m's memory
-        negf = torch.neg(posf, out=scratch("negf", posf)).add_(1.0)  # [N, C] 1 - posf, exactly
-        buf = scratch("buf", x)  # [N, C]
+        negf, buf = _negatives_and_buffer(posf, x)
         s_pos, s_neg = _masked_sums(e, posf, negf, 1, buf)  # [N, 1]
         # every term is >= e^-87 after the clamp: a sum is 0 only for an empty subset, whose
         # log is -inf and whose softplus 0, as timm's masked log-sum-exp gives
@@ -196,8 +202,7 @@ class _TwoWayFunction(torch.autograd.Function):
         need_grad = ctx.needs_input_grad[0]
         u = torch.mul(x, 1.0 / tn, out=scratch("u", x)).addcmul_(  # [N, C]
             x, posf, value=-1.0 / tp - 1.0 / tn)
-        negf = torch.neg(posf, out=scratch("negf", posf)).add_(1.0)  # [N, C] 1 - posf, exactly
-        buf = scratch("buf", x)  # [N, C]
+        negf, buf = _negatives_and_buffer(posf, x)
         out = x.new_zeros(())
         grad = None
         tiny = torch.finfo(x.dtype).tiny  # the smallest normal float, below e^-87

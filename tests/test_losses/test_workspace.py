@@ -30,10 +30,10 @@ def _inputs(shape: tuple[int, int], seed: int, kind: str) -> tuple[torch.Tensor,
     return z, y
 
 
-def _run(name: str, reduction: str, z: torch.Tensor,
-         y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _run(name: str, reduction: str, z: torch.Tensor, y: torch.Tensor,
+         kwargs: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     try:
-        loss = create_loss(name, reduction=reduction)
+        loss = create_loss(name, reduction=reduction, **(kwargs or {}))
     except (TypeError, ValueError):
         pytest.skip(f"{name} has no reduction={reduction!r}")
     x = z.clone().requires_grad_(True)
@@ -42,62 +42,54 @@ def _run(name: str, reduction: str, z: torch.Tensor,
     return value.detach(), x.grad
 
 
+def _run_without_grad(name: str, reduction: str, z: torch.Tensor, y: torch.Tensor,
+                      kwargs: dict) -> torch.Tensor:
+    """The value alone (the family's kernel takes its generic branch without a gradient)."""
+    with torch.no_grad():
+        return create_loss(name, reduction=reduction, **kwargs)(z, y)
+
+
 @pytest.fixture
 def reuse(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_workspace, "ENABLED", True)
     _workspace.clear_workspace()
 
 
+# beside every registered loss's defaults, the family's other negative branches: the generic
+# one (a detached weight, a weight of power 0 or 1, the eps clamp; without a gradient every
+# setting takes it) and a non-integer power
+VARIANTS = [("asl", {"detach_focal_weight": True}), ("asl", {"clip": 0.0, "gamma_neg": 1.0}),
+            ("asl", {"gamma_neg": 0.0}), ("asl", {"eps": 1e-3}), ("asl", {"gamma_neg": 2.5}),
+            ("focal", {"gamma": 3.0})]
+
+
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-@pytest.mark.parametrize("name", list_losses())
-def test_reuse_gives_the_bits_of_fresh_memory(name: str, reduction: str,
+@pytest.mark.parametrize(("name", "kwargs"), [(name, {}) for name in list_losses()] + VARIANTS)
+def test_reuse_gives_the_bits_of_fresh_memory(name: str, kwargs: dict, reduction: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(case: tuple) -> tuple[torch.Tensor, ...]:
+        z, y = _inputs(*case)
+        return (*_run(name, reduction, z, y, kwargs),
+                _run_without_grad(name, reduction, z, y, kwargs))
+
     cases = [(shape, seed, kind) for shape in SHAPES for seed in (0, 1)
              for kind in ("sparse", "soft", "dense")]
     monkeypatch.setattr(_workspace, "ENABLED", False)
     want = []
     for case in list(cases):
         try:
-            want.append(_run(name, reduction, *_inputs(*case)))
+            want.append(run(case))
         except ValueError:  # inputs outside the loss's domain (atl: soft targets)
             cases.remove(case)
     assert cases
     monkeypatch.setattr(_workspace, "ENABLED", True)
     _workspace.clear_workspace()
     # every case after others of other shapes and other values: stale scratch would show
-    got = [_run(name, reduction, *_inputs(*case)) for case in cases]
-    for case, (v0, g0), (v1, g1) in zip(cases, want, got, strict=True):
-        assert torch.equal(v1, v0), (case, "value")
-        assert torch.equal(g1, g0), (case, "gradient")
-
-
-# the family's other negative branches: the generic one (no gradient, a detached weight, a
-# weight of power 0 or 1, the eps clamp) and a non-integer power
-VARIANTS = [("asl", {"detach_focal_weight": True}), ("asl", {"clip": 0.0, "gamma_neg": 1.0}),
-            ("asl", {"gamma_neg": 0.0}), ("asl", {"eps": 1e-3}), ("asl", {"gamma_neg": 2.5}),
-            ("focal", {"gamma": 3.0})]
-
-
-@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
-def test_reuse_gives_the_bits_of_fresh_memory_in_every_branch(
-        name: str, kwargs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    def run(z: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
-        loss = create_loss(name, **kwargs)
-        x = z.clone().requires_grad_(True)
-        value = loss(x, y)
-        value.backward()
-        with torch.no_grad():
-            return [value.detach(), x.grad, loss(z, y)]
-
-    cases = [_inputs(shape, seed, kind) for shape in SHAPES for seed in (0, 1)
-             for kind in ("sparse", "soft")]
-    monkeypatch.setattr(_workspace, "ENABLED", False)
-    want = [run(*case) for case in cases]
-    monkeypatch.setattr(_workspace, "ENABLED", True)
-    _workspace.clear_workspace()
-    for case, expected in zip(cases, want, strict=True):
-        for got, ref in zip(run(*case), expected, strict=True):
-            assert torch.equal(got, ref)
+    got = [run(case) for case in cases]
+    for case, expected, result in zip(cases, want, got, strict=True):
+        for what, g, w in zip(("value", "gradient", "value without grad"), result, expected,
+                              strict=True):
+            assert torch.equal(g, w), (case, what)
 
 
 @pytest.mark.parametrize("name", ["asl", "apl", "focal", "zlpr", "two_way"])
