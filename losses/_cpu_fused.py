@@ -3,11 +3,11 @@
 ``create_loss(name, compile=True)`` runs this loop for float32 CPU logits and float32 targets
 when the CPU has AVX-512 (F and DQ), ATen uses it (not under ``ATEN_CPU_CAPABILITY=avx2``) and
 a C++ compiler is found (``$CXX``, else ``c++``, else ``g++``: the compiler inductor needs for
-the same losses anyway); otherwise, and for float64, bfloat16 logits, other target dtypes,
-``reduction="none"``, exponents that are not integers in [0, 8] and margins below
-``_kernel._MIN_FAST_MARGIN``, it runs inductor's compilation of the same closed form
-(``losses._kernel.compiled_poly_caller``). ``MLLB_CPU_KERNEL=0`` in the
-environment (or ``ENABLED = False``) keeps inductor's everywhere.
+the same losses anyway; ``mllb_core/native.py`` builds, caches and loads it); otherwise, and
+for float64, bfloat16 logits, other target dtypes, ``reduction="none"``, exponents that are
+not integers in [0, 8] and margins below ``_kernel._MIN_FAST_MARGIN``, it runs inductor's
+compilation of the same closed form (``losses._kernel.compiled_poly_caller``).
+``MLLB_CPU_KERNEL=0`` in the environment (or ``ENABLED = False``) keeps inductor's everywhere.
 
 Why a loop of its own: inductor's loop of ``_fused_dense`` calls Sleef's exp out of line, and
 all 32 vector registers are caller-saved, so the live vectors are spilled and the constants
@@ -49,12 +49,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
-import warnings
 from pathlib import Path
 
 import torch
@@ -68,6 +63,7 @@ from losses._kernel import (
     grad_scale,
     small_int_exponent,
 )
+from mllb_core import native
 
 SOURCE = Path(__file__).with_name("_cpu_kernel.cpp")
 # GNU mode: contracted multiply-adds (ISO mode turns -ffp-contract off)
@@ -120,36 +116,13 @@ def _constants(hp: PolyParams, scale: float) -> tuple[tuple[str, str], ...]:
 
 
 def _compiler() -> str | None:
-    """The C++ compiler: ``$CXX``, else ``c++`` or ``g++`` on the PATH."""
-    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    """The C++ compiler (``mllb_core.native.compiler``)."""
+    return native.compiler()
 
 
 def cache_dir() -> Path:
-    """Where built loops are kept: ``$MLLB_CACHE/cpu_kernels`` (MLLB's cache, default
-    ``~/.cache/mllb``, as the text task's corpus cache)."""
-    return Path(os.environ.get("MLLB_CACHE", Path.home() / ".cache" / "mllb")) / "cpu_kernels"
-
-
-def _build(compiler: str, defines: list[str], target: Path) -> str | None:
-    """Compile the loop into ``target`` (via a temporary file in the same folder, renamed into
-    place); None when it worked, else what went wrong (the compiler's last output lines)."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    except OSError as exc:
-        return f"cannot write to {target.parent}: {exc}"
-    os.close(fd)
-    cmd = [compiler, *FLAGS, *defines, str(SOURCE), "-o", tmp]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    except OSError as exc:
-        done = subprocess.CompletedProcess(cmd, 1, "", str(exc))
-    if done.returncode != 0:
-        os.unlink(tmp)
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
-        return f"exit {done.returncode}; compiler output:\n{tail}"
-    os.replace(tmp, target)
-    return None
+    """Where built loops are kept (``mllb_core.native.cache_dir``)."""
+    return native.cache_dir()
 
 
 def _defines(constants: tuple[tuple[str, str], ...]) -> list[str]:
@@ -160,33 +133,17 @@ def _defines(constants: tuple[tuple[str, str], ...]) -> list[str]:
 def library_path(compiler: str, constants: tuple[tuple[str, str], ...]) -> Path:
     """Where the loop for ``constants`` built by ``compiler`` is cached: named by a hash of the
     source, the compiler, its flags and the constants."""
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), compiler.encode(),
-                                     *(f.encode() for f in FLAGS),
-                                     *(d.encode() for d in _defines(constants))]))
-    return cache_dir() / f"poly_{key.hexdigest()[:24]}.so"
+    return native.library_path("poly", SOURCE, compiler, [*FLAGS, *_defines(constants)])
 
 
 @functools.cache
 def _library(constants: tuple[tuple[str, str], ...]) -> ctypes.CDLL | None:
     """The loop built for ``constants`` (cached on disk and per process), None if it cannot
     be built or loaded (warned once per set of constants)."""
-    compiler = _compiler()
-    fallback = "the compiled losses use inductor's loop instead"
-    if compiler is None:
-        warnings.warn("MLLB's fused CPU loss kernel needs a C++ compiler ($CXX, c++ or g++) and "
-                      f"found none; {fallback}", RuntimeWarning, stacklevel=3)
-        return None
-    defines = _defines(constants)
-    target = library_path(compiler, constants)
-    if not target.exists() and (problem := _build(compiler, defines, target)) is not None:
-        warnings.warn(f"MLLB's fused CPU loss kernel did not build with {compiler} ({problem}); "
-                      f"{fallback}", RuntimeWarning, stacklevel=3)
-        return None
-    try:
-        lib = ctypes.CDLL(str(target))
-    except OSError as exc:  # e.g. a cache folder mounted noexec
-        warnings.warn(f"MLLB's fused CPU loss kernel {target} did not load ({exc}); {fallback}",
-                      RuntimeWarning, stacklevel=3)
+    lib = native.load("MLLB's fused CPU loss kernel", "poly", SOURCE,
+                      [*FLAGS, *_defines(constants)],
+                      "the compiled losses use inductor's loop instead", stacklevel=4)
+    if lib is None:
         return None
     fn = lib.mllb_poly_value_and_grad
     fn.restype = ctypes.c_double

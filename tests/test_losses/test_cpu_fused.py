@@ -21,6 +21,7 @@ import torch
 
 import losses._cpu_fused as cpu_fused
 from losses import create_loss
+from mllb_core import native
 
 HAS_LOOP = cpu_fused._cpu_has_avx512() and cpu_fused._compiler() is not None
 pytestmark = pytest.mark.skipif(not HAS_LOOP, reason="needs AVX-512 (F, DQ) and a C++ compiler")
@@ -273,7 +274,7 @@ def test_a_built_loop_is_reused_from_the_cache(fresh_cache: Path, loop_calls: li
         raise AssertionError("the cached loop was built again")
 
     with monkeypatch.context() as m:
-        m.setattr(cpu_fused.subprocess, "run", no_compiler)
+        m.setattr(native.subprocess, "run", no_compiler)
         _value_and_grad(create_loss("asl", compile=True), z.float(), y.float())
     assert len(loop_calls) == 2
     # other coefficients: a library of their own
