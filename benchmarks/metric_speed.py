@@ -14,7 +14,9 @@ per-repetition ratios and the largest absolute difference of the results:
   against a plain re-typing of the official ``evaluation.py`` loop written below (skipped when
   ``../shared/data`` is absent).
 
-AP per class is timed with torch's intra-op thread count (which ``average_precision_per_class``
+AP per class runs its C++ kernel where it builds (the header says which path ran; with
+``MLLB_AP_KERNEL=0`` in the environment, the numpy path). It is timed with torch's intra-op thread
+count (which ``average_precision_per_class``
 splits classes over) at its default, at 2 and at 1 (``torch.set_num_threads``); the results on
 every thread count are checked to be bit-for-bit equal. After the table, one ``PASS``/``FAIL``
 line per target of issue 16 (deliverable 3), each from the same run: AP >= 20x at (40137, 80)
@@ -42,7 +44,8 @@ import sklearn
 import torch
 from sklearn.metrics import average_precision_score, ndcg_score
 
-from mllb_core.provenance import code_version
+from mllb_core.provenance import code_version, cpu_model
+from tasks import _native_ap
 from tasks import metrics as M
 from tasks.docred.scorer import score
 
@@ -117,9 +120,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
+    ap_path = ("its C++ kernel (tasks/_native_ap.py)" if _native_ap.available()
+               else "its numpy path (the C++ kernel is switched off or did not build)")
     print(f"{code_version()}; numpy {np.__version__}, scikit-learn {sklearn.__version__}, torch "
           f"{torch.__version__} ({torch.get_num_threads()} threads), Python "
-          f"{platform.python_version()}\n")
+          f"{platform.python_version()}; CPU {cpu_model()}; "
+          f"AP per class by {ap_path}\n")
     rows = []
 
     def nan_diff(a: np.ndarray, b: np.ndarray) -> float:

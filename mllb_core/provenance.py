@@ -45,3 +45,17 @@ def code_version(repo: Path = REPO) -> str:
     if commit == UNKNOWN:
         return f"code {UNKNOWN}"
     return f"code {commit[:12]}" + (" + uncommitted changes" if dirty else "")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else ``platform.processor()`` or the machine
+    type): benchmark headers name it, since one machine type came as Intel and AMD hosts."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,4 +1,6 @@
-"""Corpus-level multi-label metrics: pure, vectorized numpy functions (float64 accumulation).
+"""Corpus-level multi-label metrics: pure, vectorized numpy functions (float64 accumulation),
+with average precision per class in a small C++ kernel when a compiler is there
+(``tasks/_native_ap.py``; the numpy path stays, with the same bits).
 
 Every function takes ``scores`` [N, C] (probabilities for the threshold-based metrics; any real
 scores for the ranking metrics) and binary ``targets`` [N, C], as numpy arrays or torch tensors,
@@ -42,6 +44,7 @@ import numpy as np
 import torch
 
 from mllb_core.registry import Registry
+from tasks import _native_ap
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -362,7 +365,11 @@ def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.nda
     contributes the precision at the lowest threshold that still includes it (and every score
     tied with it), which is scikit-learn's step-wise sum over distinct thresholds.
 
-    Non-negative scores (probabilities) take the fast path: one sort per class of keys that
+    Any finite scores take MLLB's C++ kernel first (``tasks/_native_ap.py``: only the
+    positives are sorted, the negatives counted through a table; on ``torch.get_num_threads()``
+    OpenMP threads, the same bits as the numpy path below on any thread count). Without it
+    (``MLLB_AP_KERNEL=0``, or no C++ compiler), non-negative scores (probabilities) take the
+    numpy fast path: one sort per class of keys that
     carry score and target together (32-bit keys for float32 scores, 64-bit for any other
     dtype, which is computed in float64; sorted as float64 when every score of a block is
     below 1), classes split in blocks that the calling thread and ``torch.get_num_threads() -
@@ -376,10 +383,18 @@ def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.nda
     """
     s, t = _converted(scores, targets, keep_float32=True)
     n_cls = s.shape[1]
-    out = np.empty(n_cls)
     workers = min(torch.get_num_threads(), n_cls)
     if s.size < (1 << 18):
         workers = 1  # thread start-up would cost more than it saves
+    if _native_ap.available():
+        work = _workspace(s.size, np.uint32 if s.dtype == np.float32 else np.uint64)
+        ap = _native_ap.average_precision(s, t, workers, work.view(s.dtype))
+        if ap is not None:
+            return ap
+        # a NaN or infinite score: the general path below names it
+        s, t = check_scores_targets(s, t)
+        return _ap_searchsorted(s, t)
+    out = np.empty(n_cls)
     # one block per thread, and blocks of <= 256 classes (cache-sized tiles, see
     # _ap_keys); more, smaller blocks measured slower (per-call overhead)
     n_blocks = min(n_cls, max(workers, -(-n_cls // 256)))

@@ -22,10 +22,26 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from tasks import _native_ap
 from tasks import metrics as M
 
+# ap_path is function-scoped, and the same for every example of a test
 SETTINGS = settings(max_examples=60, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+                    suppress_health_check=[HealthCheck.too_slow,
+                                           HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(params=["kernel", "numpy"])
+def ap_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run an AP test on both paths of ``average_precision_per_class``: the C++ kernel
+    (``tasks/_native_ap.py``; skipped where it cannot be built) and the numpy one it falls
+    back to."""
+    if request.param == "kernel":
+        if not _native_ap.available():
+            pytest.skip("the AP kernel is switched off or cannot be built here")
+    else:
+        monkeypatch.setattr(_native_ap, "ENABLED", False)
+    return request.param
 
 
 @contextlib.contextmanager
@@ -65,8 +81,9 @@ def _sklearn_ap(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 @SETTINGS
-@given(score_target_matrices())
-def test_average_precision_equals_sklearn_with_ties(data: tuple[np.ndarray, np.ndarray]) -> None:
+@given(data=score_target_matrices())
+def test_average_precision_equals_sklearn_with_ties(data: tuple[np.ndarray, np.ndarray],
+                                                    ap_path: str) -> None:
     scores, targets = data
     got = M.average_precision_per_class(scores, targets)
     exp = _sklearn_ap(scores, targets)
@@ -81,7 +98,7 @@ def test_average_precision_equals_sklearn_with_ties(data: tuple[np.ndarray, np.n
         assert np.isnan(result.value)
 
 
-def test_average_precision_larger_random_and_torch_input() -> None:
+def test_average_precision_larger_random_and_torch_input(ap_path: str) -> None:
     rng = np.random.default_rng(0)
     scores = rng.random((500, 30))
     targets = rng.random((500, 30)) < 0.1
@@ -105,7 +122,7 @@ def _heavy_ties(n: int, c: int, seed: int, shift: float = 0.0) -> tuple[np.ndarr
 @pytest.mark.parametrize("shift", [0.0, -0.5])  # fast path (scores >= 0) and the general one
 @pytest.mark.parametrize(("n", "c"), [(300, 12), (4100, 70)])  # (4100, 70): threaded blocks
 def test_average_precision_heavy_ties_and_empty_classes_equal_sklearn(
-    n: int, c: int, shift: float,
+    n: int, c: int, shift: float, ap_path: str,
 ) -> None:
     scores, targets = _heavy_ties(n, c, seed=n + c, shift=shift)
     got = M.average_precision_per_class(scores, targets)
@@ -157,6 +174,7 @@ def test_run_all_stops_handing_out_items_after_a_false() -> None:
 def test_average_precision_holds_the_keys_of_one_block_per_thread_at_a_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(_native_ap, "ENABLED", False)  # the numpy path's blocks
     # 1200 classes: 5 blocks of 240; with 2 threads the keys of 2 blocks (480 classes) are held
     # at once, not those of all 1200 (an OpenImages-size evaluation would need gigabytes)
     rng = np.random.default_rng(13)
@@ -177,11 +195,11 @@ def test_average_precision_holds_the_keys_of_one_block_per_thread_at_a_time(
     np.testing.assert_allclose(two, _sklearn_ap(scores, targets), rtol=0, atol=1e-12)
 
 
-def test_average_precision_of_no_class_is_empty() -> None:
+def test_average_precision_of_no_class_is_empty(ap_path: str) -> None:
     assert M.average_precision_per_class(np.zeros((5, 0)), np.zeros((5, 0))).shape == (0,)
 
 
-def test_average_precision_same_on_one_and_two_threads() -> None:
+def test_average_precision_same_on_one_and_two_threads(ap_path: str) -> None:
     scores, targets = _heavy_ties(5000, 120, seed=3)  # above the size where threads are used
     with _threads(1):
         one = M.average_precision_per_class(scores, targets)
@@ -194,7 +212,7 @@ def test_average_precision_same_on_one_and_two_threads() -> None:
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])  # 64- and 32-bit sort keys
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_average_precision_edge_scores_exact_and_the_same_on_any_thread_count(
-    threads: int, dtype: type, below_one: bool,
+    threads: int, dtype: type, below_one: bool, ap_path: str,
 ) -> None:
     # > 256 classes: several class blocks, split unevenly over the threads; scores drawn from a
     # few extreme levels (0, the smallest subnormal, the largest float below 1 or the largest
@@ -223,7 +241,7 @@ def test_average_precision_edge_scores_exact_and_the_same_on_any_thread_count(
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_average_precision_a_late_score_of_one_switches_its_block_to_integer_keys(
-    threads: int,
+    threads: int, ap_path: str,
 ) -> None:
     # probabilities below 1 everywhere except a 1.0 in the last row of a class of the first
     # block (its last key tile, after the earlier tiles were built as float keys) and a 1.5 in
@@ -242,7 +260,7 @@ def test_average_precision_a_late_score_of_one_switches_its_block_to_integer_key
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_average_precision_float32_input_equals_sklearn(threads: int) -> None:
+def test_average_precision_float32_input_equals_sklearn(threads: int, ap_path: str) -> None:
     rng = np.random.default_rng(11)
     targets = rng.random((6000, 50)) < 0.05
     # float32 probabilities with ties (as a model's sigmoid outputs), positives a bit higher
@@ -256,7 +274,7 @@ def test_average_precision_float32_input_equals_sklearn(threads: int) -> None:
     np.testing.assert_array_equal(got, got_torch)
 
 
-def test_average_precision_negative_zero_ties_with_zero() -> None:
+def test_average_precision_negative_zero_ties_with_zero(ap_path: str) -> None:
     scores = np.array([[0.0, 0.5], [-0.0, 0.5], [0.0, 0.1], [0.3, 0.0]])
     targets = np.array([[1, 1], [0, 0], [1, 0], [0, 1]])
     np.testing.assert_allclose(M.average_precision_per_class(scores, targets),
@@ -278,8 +296,9 @@ def test_class_without_positive_is_skipped_not_zero() -> None:
 
 
 @SETTINGS
-@given(score_target_matrices())
-def test_map_zero_equals_sklearn_over_all_classes(data: tuple[np.ndarray, np.ndarray]) -> None:
+@given(data=score_target_matrices())
+def test_map_zero_equals_sklearn_over_all_classes(data: tuple[np.ndarray, np.ndarray],
+                                                  ap_path: str) -> None:
     scores, targets = data
     exp = np.nan_to_num(_sklearn_ap(scores, targets), nan=0.0).mean()  # AP 0, mean over all C
     got = M.compute_metrics(["map_zero"], scores, targets)["map_zero"]
@@ -316,7 +335,8 @@ def _official_map_helper(repo: str, monkeypatch: pytest.MonkeyPatch):
 @pytest.mark.parametrize("repo", ["Alibaba-MIIL__ASL", "Alibaba-MIIL__ML_Decoder"])
 @pytest.mark.parametrize("without_positive", [0, 5])
 def test_map_zero_equals_the_official_asl_helper(repo: str, without_positive: int,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 ap_path: str) -> None:
     official_map = _official_map_helper(repo, monkeypatch)
     rng = np.random.default_rng(without_positive)
     n, c = 400, 20
@@ -512,13 +532,14 @@ def test_accumulator_rejects_duplicates() -> None:
                                                      "column 0"),
     (np.zeros((0, 2)), np.zeros((0, 2)), "empty"),
 ])
-def test_bad_input_names_the_problem(scores: np.ndarray, targets: np.ndarray, message: str) -> None:
+def test_bad_input_names_the_problem(scores: np.ndarray, targets: np.ndarray, message: str,
+                                     ap_path: str) -> None:
     with pytest.raises(ValueError, match=message):
         M.mean_average_precision(scores, targets)
 
 
 @pytest.mark.parametrize("shape", [(5, 1), (1, 4), (600, 700)])
-def test_inputs_are_not_modified(shape: tuple[int, int]) -> None:
+def test_inputs_are_not_modified(shape: tuple[int, int], ap_path: str) -> None:
     rng = np.random.default_rng(3)
     scores = rng.random(shape)
     targets = rng.random(shape) < 0.3
