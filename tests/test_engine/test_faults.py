@@ -220,6 +220,8 @@ acc_module.save_accelerator_state = _slow
 """
 
 
+# three 2-process launches: 50 s on 2 cores (the default run stays under 10 minutes)
+@pytest.mark.slow
 def test_ddp_checkpoints_with_a_slow_rank_resume_exactly(tmp_path: Path,
                                                          launch_two_cpu_processes) -> None:
     site = tmp_path / "site"
