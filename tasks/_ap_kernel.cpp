@@ -116,27 +116,28 @@ struct ClassState {
     }
 };
 
-// rows [r0, r1) of scores s / targets t [n, n_cls]: each class's scores appended to its
+// rows [r0, r1) of scores s / targets t [n, n_cls] (rows ld apart): each class's scores
+// appended to its
 // negatives (from work + c n, at neg[c]) or its positives (from the end of that row of work,
 // at pos[c]); false when a score is not finite. The target selects the place (a select, not a
 // branch: a branch on the target was mispredicted at every few positives).
 template <typename T>
-bool split_rows(const T* s, const uint8_t* t, int64_t n, int64_t n_cls, int64_t r0, int64_t r1,
-                T* work, int64_t* neg, int64_t* pos) {
+bool split_rows(const T* s, const uint8_t* t, int64_t n, int64_t n_cls, int64_t ld, int64_t r0,
+                int64_t r1, T* work, int64_t* neg, int64_t* pos) {
     bool finite = true;
     for (int64_t a = r0; a < r1; a += kTileRows) {
         const int64_t m = std::min(kTileRows, r1 - a);
         for (int64_t c0 = 0; c0 < n_cls; c0 += kTileCols) {
             const int64_t c1 = std::min(n_cls, c0 + kTileCols);
             for (int64_t c = c0; c < c1; ++c) {
-                const T* sc = s + a * n_cls + c;
-                const uint8_t* tc = t + a * n_cls + c;
+                const T* sc = s + a * ld + c;
+                const uint8_t* tc = t + a * ld + c;
                 T* row = work + c * n;
                 int64_t nn = neg[c], np = pos[c];
                 bool ok = true;
                 for (int64_t i = 0; i < m; ++i) {
-                    const T v = sc[i * n_cls];
-                    const int64_t y = tc[i * n_cls] != 0;
+                    const T v = sc[i * ld];
+                    const int64_t y = tc[i * ld] != 0;
                     ok &= std::isfinite(v);
                     row[y ? np : nn] = v;
                     nn += 1 - y;
@@ -152,8 +153,8 @@ bool split_rows(const T* s, const uint8_t* t, int64_t n, int64_t n_cls, int64_t 
 }
 
 template <typename T>
-int ap_all(const T* s, const uint8_t* t, int64_t n, int64_t n_cls, int threads, T* work,
-           double* out) {
+int ap_all(const T* s, const uint8_t* t, int64_t n, int64_t n_cls, int64_t ld, int threads,
+           T* work, double* out) {
     const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(4 * threads, n / 256));
     std::vector<int64_t> bound(static_cast<size_t>(chunks) + 1);
     for (int64_t k = 0; k <= chunks; ++k) bound[k] = n * k / chunks;
@@ -164,7 +165,7 @@ int ap_all(const T* s, const uint8_t* t, int64_t n, int64_t n_cls, int threads, 
         std::vector<int32_t> cnt(static_cast<size_t>(n_cls), 0);
         int32_t* __restrict cp = cnt.data();
         for (int64_t i = bound[k]; i < bound[k + 1]; ++i) {
-            const uint8_t* ti = t + i * n_cls;
+            const uint8_t* ti = t + i * ld;
             for (int64_t c = 0; c < n_cls; ++c) cp[c] += ti[c] != 0;
         }
         for (int64_t c = 0; c < n_cls; ++c) npos[k * n_cls + c] = cnt[c];
@@ -187,7 +188,7 @@ int ap_all(const T* s, const uint8_t* t, int64_t n, int64_t n_cls, int threads, 
     int bad = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(| : bad)
     for (int64_t k = 0; k < chunks; ++k) {
-        if (!split_rows(s, t, n, n_cls, bound[k], bound[k + 1], work, &neg[k * n_cls],
+        if (!split_rows(s, t, n, n_cls, ld, bound[k], bound[k + 1], work, &neg[k * n_cls],
                         &pos[k * n_cls]))
             bad = 1;
     }
@@ -219,17 +220,18 @@ int ap_all(const T* s, const uint8_t* t, int64_t n, int64_t n_cls, int threads, 
 
 extern "C" {
 
-// AP of every class of scores s [n, n_cls] (row-major) and targets t [n, n_cls] (0 or 1) into
-// out [n_cls] (NaN for a class without a positive) on `threads` OpenMP threads, with work
-// [n_cls, n] (of the scores' type) as scratch; returns 0, or 1 when some score is NaN or
-// infinite (out is then unspecified)
-int mllb_ap_f64(const double* s, const uint8_t* t, int64_t n, int64_t n_cls, int threads,
-                double* work, double* out) {
-    return ap_all(s, t, n, n_cls, threads, work, out);
+// AP of every class of scores s [n, n_cls] and targets t [n, n_cls] (0 or 1), both row-major
+// with rows ld apart (a block of the columns of a wider array), into out [n_cls] (NaN for a
+// class without a positive) on `threads` OpenMP threads, with work [n_cls, n] (of the scores'
+// type) as scratch; returns 0, or 1 when some score is NaN or infinite (out is then
+// unspecified)
+int mllb_ap_f64(const double* s, const uint8_t* t, int64_t n, int64_t n_cls, int64_t ld,
+                int threads, double* work, double* out) {
+    return ap_all(s, t, n, n_cls, ld, threads, work, out);
 }
 
-int mllb_ap_f32(const float* s, const uint8_t* t, int64_t n, int64_t n_cls, int threads,
-                float* work, double* out) {
-    return ap_all(s, t, n, n_cls, threads, work, out);
+int mllb_ap_f32(const float* s, const uint8_t* t, int64_t n, int64_t n_cls, int64_t ld,
+                int threads, float* work, double* out) {
+    return ap_all(s, t, n, n_cls, ld, threads, work, out);
 }
 }

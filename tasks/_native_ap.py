@@ -31,8 +31,10 @@ Three rounds on ``threads`` OpenMP threads: the positives per class counted per 
 (so that each chunk knows where it writes), each chunk of rows split into each class's
 negatives and positives in a [C, N] scratch array (the caller's, reused between calls: fresh
 tens of MiB would be faulted in on every call), then each class on its own: sort its positives,
-build its table, count its negatives, sum. A NaN or infinite score makes the kernel return
-without a result; the caller's general path then reports it.
+build its table, count its negatives, sum. Where [C, N] would not fit the caller's scratch
+(``tasks.metrics._WORKSPACE_MAX`` entries, 64 MiB), the classes go through the kernel in blocks
+that do: an OpenImages-size evaluation does not need gigabytes. A NaN or infinite score makes
+the kernel return without a result; the caller's general path then reports it.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def library() -> ctypes.CDLL | None:
     for fn in (lib.mllb_ap_f64, lib.mllb_ap_f32):
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                       ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+                       ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     return lib
 
 
@@ -71,25 +73,39 @@ def available() -> bool:
     return ENABLED and library() is not None
 
 
+def block_width(n: int, n_cls: int, max_entries: int) -> int:
+    """Classes per call of the kernel: all of them when their [C, N] scratch fits in
+    ``max_entries``, else as many as fit (at least one)."""
+    return max(1, min(n_cls, max_entries // max(n, 1)))
+
+
 def average_precision(s: np.ndarray, t: np.ndarray, threads: int,
                       work: np.ndarray) -> np.ndarray | None:
     """AP of each class of scores ``s`` [N, C] (float64 or float32) and targets ``t`` [N, C]
     (bool), [C] float64 with NaN for a class without a positive; None when the kernel is not
     available or some score is NaN or infinite.
 
-    ``work`` is scratch of at least N * C entries of ``s``'s dtype (contents overwritten);
-    ``threads`` OpenMP threads share the work.
+    ``work`` is scratch of ``s``'s dtype (contents overwritten): the classes are computed in
+    blocks of ``work.size // N`` (at least one class), so that the scratch stays bounded for
+    any number of classes; ``threads`` OpenMP threads share each block.
     """
     if not available():
         return None
     assert s.dtype in (np.float64, np.float32) and t.dtype == np.bool_, (s.dtype, t.dtype)
-    assert work.dtype == s.dtype and work.size >= s.size and work.flags.c_contiguous
+    assert work.dtype == s.dtype and work.flags.c_contiguous, (work.dtype, s.dtype)
     s = np.ascontiguousarray(s)
     t = np.ascontiguousarray(t)
     n, n_cls = s.shape
+    width = block_width(n, n_cls, work.size)
+    if work.size < width * n:
+        work = np.empty(width * n, dtype=s.dtype)  # more rows than the scratch holds
     out = np.empty(n_cls)
     lib = library()
     fn = lib.mllb_ap_f64 if s.dtype == np.float64 else lib.mllb_ap_f32
-    bad = fn(s.ctypes.data, t.ctypes.data, n, n_cls, max(1, threads), work.ctypes.data,
-             out.ctypes.data)
-    return None if bad else out
+    for c0 in range(0, n_cls, width):
+        c1 = min(n_cls, c0 + width)
+        bad = fn(s[:, c0:].ctypes.data, t[:, c0:].ctypes.data, n, c1 - c0, n_cls,
+                 max(1, threads), work.ctypes.data, out[c0:c1].ctypes.data)
+        if bad:
+            return None
+    return out

@@ -387,7 +387,8 @@ def average_precision_per_class(scores: ArrayLike, targets: ArrayLike) -> np.nda
     if s.size < (1 << 18):
         workers = 1  # thread start-up would cost more than it saves
     if _native_ap.available():
-        work = _workspace(s.size, np.uint32 if s.dtype == np.float32 else np.uint64)
+        width = _native_ap.block_width(*s.shape, _WORKSPACE_MAX)
+        work = _workspace(width * s.shape[0], np.uint32 if s.dtype == np.float32 else np.uint64)
         ap = _native_ap.average_precision(s, t, workers, work.view(s.dtype))
         if ap is not None:
             return ap

@@ -193,3 +193,26 @@ def test_a_built_kernel_is_reused_from_the_cache(fresh_cache: Path,
 
     monkeypatch.setattr(native.subprocess, "run", no_compiler)
     np.testing.assert_array_equal(_kernel(s, t, 1), [0.5, 0.5])
+
+
+@needs_kernel
+@pytest.mark.parametrize("max_entries", [1, 999, 4000, 10**6])
+def test_classes_go_through_the_kernel_in_blocks_that_fit_the_scratch(
+        max_entries: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the scratch is [classes of a block, N]: bounded by the workspace cap whatever C is (1:
+    # one class a call, even with N above the cap; 4000: blocks of 5, the last of 3)
+    rng = np.random.default_rng(8)
+    n, c = 800, 23
+    t = rng.random((n, c)) < 0.05
+    s = np.round(rng.random((n, c)) * 0.8 + 0.2 * t, 3)
+    whole = M.average_precision_per_class(s, t)
+    sizes: list[int] = []
+    workspace = M._workspace
+    monkeypatch.setattr(M, "_WORKSPACE_MAX", max_entries)
+    monkeypatch.setattr(M, "_workspace",
+                        lambda size, dtype=np.uint64: sizes.append(size) or workspace(size, dtype))
+    got = M.average_precision_per_class(s, t)
+    np.testing.assert_array_equal(got, whole)
+    width = max(1, min(c, max_entries // n))
+    assert sizes == [width * n]
+    np.testing.assert_allclose(got, _sklearn(s, t), rtol=0, atol=1e-12)
