@@ -2,7 +2,9 @@
 
 timm's modules are autograd compositions; ours compute a closed-form gradient in the forward,
 so equal gradients check the derivation. Cases: random logits, rows and columns without a
-positive or without a negative, large magnitudes, float32 and float64.
+positive or without a negative, large magnitudes, float32 and float64. two_way in float32 runs
+both ways: the C++ kernel (``losses/_ranking_kernel.cpp``, where it builds) and the torch
+composition it replaces.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ import torch
 
 timm_loss = pytest.importorskip("timm.loss")
 
-from losses import create_loss  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from losses import create_loss, ranking  # noqa: E402
+
+HAS_KERNEL = ranking.two_way_kernel_serves(torch.zeros(2, 3))
 
 
 def _case(kind: str, dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +66,8 @@ def _timm_in_float64(module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     ("two_way_t", lambda: timm_loss.TwoWayLoss(tp=2.0, tn=0.5)),
 ])
 def test_equals_timm(name: str, ref, kind: str, dtype: torch.dtype, seed: int) -> None:
+    # two_way in float32: the kernel where it serves (test_the_torch_composition_... below
+    # checks the other way)
     x, y = _case(kind, dtype, seed)
     ours = (create_loss("two_way", tp=2.0, tn=0.5) if name == "two_way_t"
             else create_loss(name))
@@ -73,3 +83,90 @@ def test_equals_timm(name: str, ref, kind: str, dtype: torch.dtype, seed: int) -
         v2, g2 = _value_grad(ref(), x, y)
         assert v1.item() == pytest.approx(v2.item(), rel=1e-5, abs=1e-6)
         assert ((g1 - g2).abs().max() / g2.abs().max().clamp(min=1e-12)).item() < 1e-5
+
+
+def _two_way_value_grad(x: torch.Tensor, y: torch.Tensor, kernel: bool,
+                        monkeypatch: pytest.MonkeyPatch, **kw: float
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    with monkeypatch.context() as m:
+        m.setattr(ranking, "KERNEL_ENABLED", kernel)
+        return _value_grad(create_loss("two_way", **kw), x, y)
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="the two-way kernel does not serve here")
+@pytest.mark.parametrize(("n", "c"), [(1, 1), (7, 5), (37, 70), (300, 129)])
+@pytest.mark.parametrize("spread", [1.0, 40.0])  # 40: lines a shared shift would underflow
+def test_the_kernel_equals_float64_and_the_same_on_any_thread_count(
+        n: int, c: int, spread: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    # shapes with vector tails (c not a multiple of 8), blocks of rows (n not a multiple of
+    # 32), rows and columns without a positive or a negative, and (spread 40) lines whose
+    # smaller sum falls below e^-50, which the kernel leaves to _two_way_exact
+    g = torch.Generator().manual_seed(n * 1000 + c)
+    x = (torch.randn(n, c, generator=g, dtype=torch.float64) * spread).float()
+    y = (torch.rand(n, c, generator=g) < 0.2).float()
+    if n > 3 and c > 3:
+        y[0], y[1], y[:, 0], y[:, 1] = 0, 1, 0, 1
+    v64, g64 = _two_way_value_grad(x.double(), y.double(), False, monkeypatch, tp=2.0, tn=0.5)
+    results = []
+    for threads in (1, 2, 3):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            results.append(_two_way_value_grad(x, y, True, monkeypatch, tp=2.0, tn=0.5))
+        finally:
+            torch.set_num_threads(before)
+    v, grad = results[0]
+    assert v.item() == pytest.approx(v64.item(), rel=1e-6, abs=1e-7)
+    assert ((grad.double() - g64).abs().max() / g64.abs().max().clamp(min=1e-12)).item() < 1e-6
+    for v_t, g_t in results[1:]:  # bit for bit on 2 and 3 threads
+        assert torch.equal(v_t, v) and torch.equal(g_t, grad)
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="the two-way kernel does not serve here")
+def test_the_kernel_without_a_gradient_gives_the_same_value(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(50, 33, generator=g) * 30, (torch.rand(50, 33, generator=g) < 0.1).float()
+    loss = create_loss("two_way")
+    with_grad, _ = _value_grad(loss, x, y)
+    with torch.no_grad():
+        assert torch.equal(loss(x, y), with_grad)
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty build cache, and no kernel loaded in this process for the test's duration."""
+    monkeypatch.setenv("MLLB_CACHE", str(tmp_path))
+    monkeypatch.setattr(ranking, "KERNEL_ENABLED", True)
+    ranking._two_way_library.cache_clear()
+    yield tmp_path / "cpu_kernels"
+    ranking._two_way_library.cache_clear()
+
+
+def test_a_failing_build_warns_once_and_the_torch_composition_answers(
+        fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXX", "false")
+    x, y = _case("random", torch.float32, 0)
+    with pytest.warns(RuntimeWarning, match="two-way loss kernel did not build with false"):
+        v, g = _value_grad(create_loss("two_way"), x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process
+        _value_grad(create_loss("two_way"), x, y)
+    assert not list(fresh_cache.glob("*.so"))
+    v0, g0 = _value_grad(lambda z, t: _timm_in_float64(timm_loss.TwoWayLoss(), z, t),
+                         x.double(), y.double())
+    assert v.item() == pytest.approx(v0.item(), rel=1e-6)
+    assert ((g.double() - g0).abs().max() / g0.abs().max()).item() < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["random", "empty_rows_cols", "large", "soft"])
+@pytest.mark.parametrize("tp, tn", [(4.0, 1.0), (2.0, 0.5)])
+def test_the_torch_composition_of_two_way_equals_timm_in_float32(
+        kind: str, tp: float, tn: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    # what two_way runs without the kernel (MLLB_RANKING_KERNEL=0, no compiler, no AVX2)
+    x, y = _case(kind, torch.float32, 1)
+    ref = timm_loss.TwoWayLoss(tp=tp, tn=tn)
+    v0, g0 = _value_grad(lambda z, t: _timm_in_float64(ref, z, t), x.double(), y.double())
+    v1, g1 = _two_way_value_grad(x, y, False, monkeypatch, tp=tp, tn=tn)
+    assert v1.item() == pytest.approx(v0.item(), rel=1e-6, abs=1e-7)
+    assert ((g1.double() - g0).abs().max() / g0.abs().max().clamp(min=1e-12)).item() < 1e-6
