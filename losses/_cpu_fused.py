@@ -140,16 +140,13 @@ def library_path(compiler: str, constants: tuple[tuple[str, str], ...]) -> Path:
 def _library(constants: tuple[tuple[str, str], ...]) -> ctypes.CDLL | None:
     """The loop built for ``constants`` (cached on disk and per process), None if it cannot
     be built or loaded (warned once per set of constants)."""
-    lib = native.load("MLLB's fused CPU loss kernel", "poly", SOURCE,
-                      [*FLAGS, *_defines(constants)],
-                      "the compiled losses use inductor's loop instead", stacklevel=4)
-    if lib is None:
-        return None
-    fn = lib.mllb_poly_value_and_grad
-    fn.restype = ctypes.c_double
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                   ctypes.c_float, ctypes.c_int]
-    return lib
+    ptr = ctypes.c_void_p
+    return native.load(
+        "MLLB's fused CPU loss kernel", "poly", SOURCE, [*FLAGS, *_defines(constants)],
+        "the compiled losses use inductor's loop instead",
+        {"mllb_poly_value_and_grad": (ctypes.c_double, [ptr, ptr, ptr, ctypes.c_int64,
+                                                        ctypes.c_float, ctypes.c_int])},
+        stacklevel=4)
 
 
 def kernel_for(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,

@@ -105,20 +105,33 @@ inline double softplus(double h) {
 
 inline double sigmoid(double h) { return 1.0 / (1.0 + std::exp(-h)); }
 
-struct Line {
-    double h, coef;
-    bool valid, bad;
-};
-
-// the line's h and whether it is valid (has a positive) and bad (a sum in (0, e^-50))
-inline Line line_of(double top, double sa, double sb, double tp, double tn, double min_shared) {
-    Line l;
-    l.valid = sa > 0.0;
-    const double low = std::min(sa, sb);
-    l.bad = low > 0.0 && low < min_shared;
-    l.h = (tn + tp) * top + tn * std::log(sb) + tp * std::log(sa);  // -inf for an empty subset
-    l.coef = 0.0;
-    return l;
+// One direction's lines from their maxima and sums [m]: flags the lines to recompute (a sum in
+// (0, e^-50)) in bad [m], writes each line's gradient factors a = -sigmoid(h) / (count s_a)
+// (positives) and b = sigmoid(h) / (count s_b) (negatives) [m] (0 for a flagged line, and in
+// place of 0 / 0 on an empty subset), sets *count (the lines with a positive, at least 1) and
+// returns the sum of softplus(h) over the unflagged lines divided by *count. h = (tn + tp) top
+// + tn log s_b + tp log s_a, -inf for an empty subset (softplus and sigmoid 0 there).
+double finish_lines(int64_t m, const float* top, const double* sa, const double* sb, double tp,
+                    double tn, double min_shared, uint8_t* bad, float* a, float* b,
+                    int64_t* count) {
+    std::vector<double> h(m);
+    int64_t valid = 0;
+    for (int64_t i = 0; i < m; ++i) {
+        const double low = std::min(sa[i], sb[i]);
+        bad[i] = low > 0.0 && low < min_shared;
+        valid += sa[i] > 0.0;
+        h[i] = (tn + tp) * top[i] + tn * std::log(sb[i]) + tp * std::log(sa[i]);
+    }
+    *count = std::max<int64_t>(valid, 1);
+    const double n = static_cast<double>(*count);
+    double loss = 0.0;
+    for (int64_t i = 0; i < m; ++i) {
+        if (!bad[i]) loss += softplus(h[i]);
+        const double coef = bad[i] ? 0.0 : sigmoid(h[i]) / n;
+        a[i] = sa[i] > 0.0 ? static_cast<float>(-coef / sa[i]) : 0.0f;
+        b[i] = sb[i] > 0.0 ? static_cast<float>(coef / sb[i]) : 0.0f;
+    }
+    return loss / n;
 }
 
 }  // namespace
@@ -133,9 +146,9 @@ double mllb_two_way(const float* x, const float* posf, int64_t n, int64_t c, flo
                     double min_shared, float* grad, float* work, uint8_t* bad_rows,
                     uint8_t* bad_cols, int64_t* counts, int threads) {
     const float k_pos = -1.0f / tp, k_neg = 1.0f / tn;
-    const double dtp = tp, dtn = tn;
     // --- the rows: one thread a row; e goes to grad (or a row buffer), scaled in place later
-    std::vector<double> top_r(n), sa_r(n), sb_r(n);
+    std::vector<float> top_r(n);
+    std::vector<double> sa_r(n), sb_r(n);
 #pragma omp parallel num_threads(threads)
     {
         std::vector<float> row(grad ? 0 : c);
@@ -153,28 +166,15 @@ double mllb_two_way(const float* x, const float* posf, int64_t n, int64_t c, flo
             sb_r[i] = sb;
         }
     }
-    std::vector<Line> rows(n);
-    int64_t count_r = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        rows[i] = line_of(top_r[i], sa_r[i], sb_r[i], dtp, dtn, min_shared);
-        count_r += rows[i].valid;
-    }
-    count_r = std::max<int64_t>(count_r, 1);
-    double loss_r = 0.0;
-    for (int64_t i = 0; i < n; ++i) {
-        bad_rows[i] = rows[i].bad;
-        if (!rows[i].bad) loss_r += softplus(rows[i].h);
-        rows[i].coef = rows[i].bad ? 0.0 : sigmoid(rows[i].h) / static_cast<double>(count_r);
-    }
+    std::vector<float> a_r(n), b_r(n);
+    const double loss_r = finish_lines(n, top_r.data(), sa_r.data(), sb_r.data(), tp, tn,
+                                       min_shared, bad_rows, a_r.data(), b_r.data(), &counts[0]);
     if (grad) {
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t i = 0; i < n; ++i) {
-            const double coef = rows[i].coef;
-            const float a = sa_r[i] > 0.0 ? static_cast<float>(-coef / sa_r[i]) : 0.0f;
-            const float b = sb_r[i] > 0.0 ? static_cast<float>(coef / sb_r[i]) : 0.0f;
             float* gi = grad + i * c;
             const float* pi = posf + i * c;
-            for (int64_t j = 0; j < c; ++j) gi[j] *= pi[j] != 0.0f ? a : b;
+            for (int64_t j = 0; j < c; ++j) gi[j] *= pi[j] != 0.0f ? a_r[i] : b_r[i];
         }
     }
     // --- the columns: maxima, then sums per block of rows (merged in block order)
@@ -223,22 +223,9 @@ double mllb_two_way(const float* x, const float* posf, int64_t n, int64_t c, flo
             sa_c[j] += sa_b[b * c + j];
             sb_c[j] += sb_b[b * c + j];
         }
-    std::vector<Line> cols(c);
-    int64_t count_c = 0;
-    for (int64_t j = 0; j < c; ++j) {
-        cols[j] = line_of(top_c[j], sa_c[j], sb_c[j], dtp, dtn, min_shared);
-        count_c += cols[j].valid;
-    }
-    count_c = std::max<int64_t>(count_c, 1);
-    double loss_c = 0.0;
     std::vector<float> a_c(c), b_c(c);
-    for (int64_t j = 0; j < c; ++j) {
-        bad_cols[j] = cols[j].bad;
-        if (!cols[j].bad) loss_c += softplus(cols[j].h);
-        const double coef = cols[j].bad ? 0.0 : sigmoid(cols[j].h) / static_cast<double>(count_c);
-        a_c[j] = sa_c[j] > 0.0 ? static_cast<float>(-coef / sa_c[j]) : 0.0f;
-        b_c[j] = sb_c[j] > 0.0 ? static_cast<float>(coef / sb_c[j]) : 0.0f;
-    }
+    const double loss_c = finish_lines(c, top_c.data(), sa_c.data(), sb_c.data(), tp, tn,
+                                       min_shared, bad_cols, a_c.data(), b_c.data(), &counts[1]);
     if (grad) {
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t i = 0; i < n; ++i) {
@@ -248,8 +235,6 @@ double mllb_two_way(const float* x, const float* posf, int64_t n, int64_t c, flo
             for (int64_t j = 0; j < c; ++j) gi[j] += wi[j] * (pi[j] != 0.0f ? a_c[j] : b_c[j]);
         }
     }
-    counts[0] = count_r;
-    counts[1] = count_c;
-    return loss_r / static_cast<double>(count_r) + loss_c / static_cast<double>(count_c);
+    return loss_r + loss_c;
 }
 }

@@ -227,17 +227,14 @@ KERNEL_ENABLED = os.environ.get("MLLB_RANKING_KERNEL", "1") != "0"
 def _two_way_library() -> ctypes.CDLL | None:
     """The two-way kernel (``_ranking_kernel.cpp``), built once and cached (``mllb_core.native``);
     None (warned once) where it cannot be built or loaded."""
-    lib = native.load("MLLB's two-way loss kernel", "two_way", KERNEL_SOURCE, KERNEL_FLAGS,
-                      "two_way uses its torch composition instead", stacklevel=5)
-    if lib is None:
-        return None
-    fn = lib.mllb_two_way
-    fn.restype = ctypes.c_double
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                   ctypes.c_float, ctypes.c_float, ctypes.c_double, ctypes.c_void_p,
-                   ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                   ctypes.c_int]
-    return lib
+    ptr, f32 = ctypes.c_void_p, ctypes.c_float
+    return native.load(
+        "MLLB's two-way loss kernel", "two_way", KERNEL_SOURCE, KERNEL_FLAGS,
+        "two_way uses its torch composition instead",
+        {"mllb_two_way": (ctypes.c_double, [ptr, ptr, ctypes.c_int64, ctypes.c_int64, f32, f32,
+                                            ctypes.c_double, ptr, ptr, ptr, ptr, ptr,
+                                            ctypes.c_int])},
+        stacklevel=5)
 
 
 def two_way_kernel_serves(x: Tensor) -> bool:

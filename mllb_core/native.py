@@ -20,8 +20,9 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def compiler() -> str | None:
@@ -66,10 +67,12 @@ def build(cxx: str, source: Path, flags: Sequence[str], target: Path) -> str | N
 
 
 def load(what: str, prefix: str, source: Path, flags: Sequence[str], fallback: str,
-         stacklevel: int = 3) -> ctypes.CDLL | None:
-    """``source`` built with ``flags`` (from the cache when it is there), loaded; None after
-    one ``RuntimeWarning`` naming ``what`` and the ``fallback`` when there is no compiler, the
-    build fails, the cache cannot be written or the library does not load."""
+         signatures: Mapping[str, tuple[Any, list[Any]]], stacklevel: int = 3
+         ) -> ctypes.CDLL | None:
+    """``source`` built with ``flags`` (from the cache when it is there), loaded, with each
+    function of ``signatures`` given its ``(restype, argtypes)``; None after one
+    ``RuntimeWarning`` naming ``what`` and the ``fallback`` when there is no compiler, the build
+    fails, the cache cannot be written or the library does not load."""
     cxx = compiler()
     if cxx is None:
         warnings.warn(f"{what} needs a C++ compiler ($CXX, c++ or g++) and found none; "
@@ -81,8 +84,13 @@ def load(what: str, prefix: str, source: Path, flags: Sequence[str], fallback: s
                       RuntimeWarning, stacklevel=stacklevel)
         return None
     try:
-        return ctypes.CDLL(str(target))
+        lib = ctypes.CDLL(str(target))
     except OSError as exc:  # e.g. a cache folder mounted noexec
         warnings.warn(f"{what} {target} did not load ({exc}); {fallback}", RuntimeWarning,
                       stacklevel=stacklevel)
         return None
+    for name, (restype, argtypes) in signatures.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib

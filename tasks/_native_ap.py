@@ -57,15 +57,11 @@ ENABLED = os.environ.get("MLLB_AP_KERNEL", "1") != "0"
 def library() -> ctypes.CDLL | None:
     """The built kernel (cached on disk and per process), None if it cannot be built or loaded
     (warned once)."""
-    lib = native.load("MLLB's AP kernel", "ap", SOURCE, FLAGS,
-                      "AP per class uses its numpy path instead", stacklevel=4)
-    if lib is None:
-        return None
-    for fn in (lib.mllb_ap_f64, lib.mllb_ap_f32):
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                       ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-    return lib
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    signature = (ctypes.c_int, [ptr, ptr, i64, i64, i64, ctypes.c_int, ptr, ptr])
+    return native.load("MLLB's AP kernel", "ap", SOURCE, FLAGS,
+                       "AP per class uses its numpy path instead",
+                       {"mllb_ap_f64": signature, "mllb_ap_f32": signature}, stacklevel=4)
 
 
 def available() -> bool:

@@ -8,7 +8,8 @@ task, transformers or timm.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -71,3 +72,25 @@ def import_benchmark() -> Callable[[str], ModuleType]:
             sys.path[:] = [p for p in sys.path if p != bench]
 
     return load
+
+
+@pytest.fixture
+def fresh_kernel_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty build cache for MLLB's C++ kernels (``mllb_core/native.py``), and no kernel
+    loaded in this process (each loader's per-process cache cleared) for the test's duration;
+    yields the folder the libraries go to.
+
+    Imports the three loaders when used (the AVX-512 loss loop, the AP kernel, the two-way
+    kernel), so that this file imports nothing of MLLB otherwise.
+    """
+    from losses._cpu_fused import _library
+    from losses.ranking import _two_way_library
+    from tasks._native_ap import library
+
+    loaders = (_library, _two_way_library, library)
+    monkeypatch.setenv("MLLB_CACHE", str(tmp_path))
+    for load in loaders:
+        load.cache_clear()
+    yield tmp_path / "cpu_kernels"
+    for load in loaders:
+        load.cache_clear()

@@ -236,12 +236,9 @@ def test_inputs_the_loop_does_not_serve_take_the_traced_closed_form(
 
 
 @pytest.fixture
-def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def fresh_cache(fresh_kernel_cache: Path) -> Path:
     """An empty build cache, and no loop loaded in this process for the test's duration."""
-    monkeypatch.setenv("MLLB_CACHE", str(tmp_path))
-    cpu_fused._library.cache_clear()
-    yield tmp_path / "cpu_kernels"
-    cpu_fused._library.cache_clear()
+    return fresh_kernel_cache
 
 
 @pytest.mark.parametrize("compiler", ["false", "/nonexistent/c++"])

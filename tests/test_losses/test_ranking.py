@@ -15,7 +15,6 @@ import torch
 timm_loss = pytest.importorskip("timm.loss")
 
 import warnings  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from losses import create_loss, ranking  # noqa: E402
@@ -134,13 +133,10 @@ def test_the_kernel_without_a_gradient_gives_the_same_value(
 
 
 @pytest.fixture
-def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty build cache, and no kernel loaded in this process for the test's duration."""
-    monkeypatch.setenv("MLLB_CACHE", str(tmp_path))
-    monkeypatch.setattr(ranking, "KERNEL_ENABLED", True)
-    ranking._two_way_library.cache_clear()
-    yield tmp_path / "cpu_kernels"
-    ranking._two_way_library.cache_clear()
+def fresh_cache(fresh_kernel_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty build cache with the two-way kernel switched on."""
+    monkeypatch.setattr(ranking, 'KERNEL_ENABLED', True)
+    return fresh_kernel_cache
 
 
 def test_a_failing_build_warns_once_and_the_torch_composition_answers(

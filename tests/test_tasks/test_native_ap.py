@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -157,13 +156,10 @@ def test_concurrent_callers_get_their_own_results() -> None:
 
 
 @pytest.fixture
-def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty build cache, and no kernel loaded in this process for the test's duration."""
-    monkeypatch.setenv("MLLB_CACHE", str(tmp_path))
-    monkeypatch.setattr(_native_ap, "ENABLED", True)
-    _native_ap.library.cache_clear()
-    yield tmp_path / "cpu_kernels"
-    _native_ap.library.cache_clear()
+def fresh_cache(fresh_kernel_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty build cache with the AP kernel switched on."""
+    monkeypatch.setattr(_native_ap, 'ENABLED', True)
+    return fresh_kernel_cache
 
 
 def test_a_failing_build_warns_once_and_the_numpy_path_answers(
