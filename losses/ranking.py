@@ -239,7 +239,11 @@ def _two_way_library() -> ctypes.CDLL | None:
 
 def two_way_kernel_serves(x: Tensor) -> bool:
     """Whether the C++ kernel computes two_way for logits ``x`` (float32 on a CPU with AVX2 and
-    FMA, switched on, built); otherwise the torch composition of ``_TwoWayFunction`` does."""
+    FMA, switched on, built); otherwise the torch composition of ``_TwoWayFunction`` does, as
+    under ``torch.compile``'s tracing (``create_loss("two_way", compile=True)``), which then
+    compiles the composition rather than break its graph at a foreign call."""
+    if torch.compiler.is_compiling():
+        return False
     if not (KERNEL_ENABLED and x.device.type == "cpu" and x.dtype == torch.float32
             and x.is_contiguous() and x.dim() == 2 and x.numel() > 0):
         return False

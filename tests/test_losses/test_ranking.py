@@ -166,3 +166,18 @@ def test_the_torch_composition_of_two_way_equals_timm_in_float32(
     v1, g1 = _two_way_value_grad(x, y, False, monkeypatch, tp=tp, tn=tn)
     assert v1.item() == pytest.approx(v0.item(), rel=1e-6, abs=1e-7)
     assert ((g1.double() - g0).abs().max() / g0.abs().max().clamp(min=1e-12)).item() < 1e-6
+
+
+def test_compiled_two_way_traces_the_composition_not_the_kernel(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.compile traces the torch composition (a ctypes call would break its graph); the
+    # result equals the eager loss, kernel or not
+    def no_kernel(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the kernel ran under torch.compile's tracing")
+
+    x, y = _case("random", torch.float32, 2)
+    eager_v, eager_g = _value_grad(create_loss("two_way"), x, y)
+    monkeypatch.setattr(ranking, "_two_way_kernel", no_kernel)
+    v, g = _value_grad(create_loss("two_way", compile=True), x, y)
+    assert v.item() == pytest.approx(eager_v.item(), rel=1e-6)
+    assert ((g - eager_g).abs().max() / eager_g.abs().max()).item() < 1e-6
