@@ -27,8 +27,8 @@ constexpr int64_t kBlock = 32;  // rows per partial column sum (a unit of the th
 
 // exp(x) for x in [-87, 0] (Cephes' expf: two-part ln 2 reduction, degree-5 polynomial, about
 // 1 ulp), written so that the compiler vectorizes the loops that call it: n = x / ln 2 rounded
-// to the nearest integer by adding and subtracting 1.5 * 2^23 (std::floor was a call, and a
-// loop with a call is not vectorized), |r| <= ln 2 / 2 as with Cephes' floor(x / ln 2 + 0.5)
+// to the nearest integer by adding and subtracting 1.5 * 2^23 (plain arithmetic, in place of
+// Cephes' floor(x / ln 2 + 0.5)), |r| <= ln 2 / 2 as with it
 inline float exp_neg(float x) {
     const float fx = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - fx * 0.693359375f;

@@ -21,9 +21,9 @@ it too). On an AMD EPYC host the composition took 1.4-2.1 ms at 256x1000, 2.0x-3
 BCE-with-logits, against issue 16's 2.5x: about 80 ATen calls (517 us at (4, 8)) and 23 passes
 over [N, C]. The kernel does the same arithmetic in five passes (the rows: shifted exps and
 sums, then the gradient scaled in place; the columns: maxima, exps and sums, then the gradient
-added), and measured 1.07x in one run (BENCHMARKS.md). Its deviations from the composition,
-none beyond float32 rounding (``tests/test_losses/test_ranking.py``: timm in float64 to 1e-6,
-the composition's own tolerance):
+added), and ran at 1.39x-1.54x in three default runs there (BENCHMARKS.md). Its deviations
+from the composition, none beyond float32 rounding (``tests/test_losses/test_ranking.py``: timm
+in float64 to 1e-6, the composition's own tolerance):
 
 * exp is Cephes' ``expf`` (two-part ln 2 reduction, degree-5 polynomial, about 1 ulp), the
   rounding of x / ln 2 by adding 1.5 * 2^23, instead of ATen's ``exp``;
@@ -257,7 +257,6 @@ def _two_way_kernel(x: Tensor, posf: Tensor, tp: float, tn: float,
     and the float mask ``posf`` [N, C] by the C++ kernel; the lines it flags (a subset's
     shifted sum in (0, e^-50)) recomputed by :func:`_two_way_exact` and added in."""
     n, c = x.shape
-    posf = posf.contiguous()
     grad = torch.empty_like(x) if need_grad else None
     work = scratch("two_way_e", x) if need_grad else None  # [N, C] the columns' exps
     bad_rows = torch.empty(n, dtype=torch.uint8)
@@ -269,15 +268,14 @@ def _two_way_kernel(x: Tensor, posf: Tensor, tp: float, tn: float,
         work.data_ptr() if work is not None else None,
         bad_rows.data_ptr(), bad_cols.data_ptr(), counts.data_ptr(), torch.get_num_threads())
     out = torch.tensor(value, dtype=x.dtype)
-    count_rows, count_cols = int(counts[0]), int(counts[1])
-    for dim, bad, count in ((1, bad_rows, count_rows), (0, bad_cols, count_cols)):
+    for dim, bad, count in ((1, bad_rows, counts[0]), (0, bad_cols, counts[1])):
         lines = bad.nonzero(as_tuple=True)[0]
         if not lines.numel():
             continue
         other = 1 - dim  # the lines of direction ``dim`` are indexed along the other
         sub_out, sub_grad = _two_way_exact(
             x.index_select(other, lines), posf.index_select(other, lines) > 0.5, tp, tn, dim,
-            torch.tensor(count), need_grad)
+            count, need_grad)
         out = out + sub_out
         if grad is not None:
             grad.index_add_(other, lines, sub_grad)

@@ -1,14 +1,14 @@
 """Build, cache and load MLLB's small C++ kernels (``ctypes``), with a warning and a fallback.
 
-Two kernels use it: the asymmetric family's AVX-512 loop (``losses/_cpu_fused.py``) and AP
-per class (``tasks/_native_ap.py``). Each is one C++ file compiled at first use with the C++
-compiler inductor needs anyway (``$CXX``, else ``c++``, else ``g++``) into a shared library
-cached under ``$MLLB_CACHE/cpu_kernels`` (default ``~/.cache/mllb/cpu_kernels``), named by a
-hash of the source, the compiler, its flags and the ``-D`` defines, written to a temporary
-name and renamed into place (concurrent processes never load a half-written file). A build
-that fails, a cache folder that cannot be written or a library that does not load warns once
-(per library) with the compiler's last output lines, and the caller keeps its pure
-Python/torch path: :func:`load` returns None.
+Three kernels use it: the asymmetric family's AVX-512 loop (``losses/_cpu_fused.py``), AP per
+class (``tasks/_native_ap.py``) and the two-way loss (``losses/ranking.py``). Each is one C++
+file compiled at first use with the C++ compiler inductor needs anyway (``$CXX``, else ``c++``,
+else ``g++``) into a shared library cached under ``$MLLB_CACHE/cpu_kernels`` (default
+``~/.cache/mllb/cpu_kernels``), named by a hash of the source, the compiler, its flags and the
+``-D`` defines, written to a temporary name and renamed into place (concurrent processes never
+load a half-written file). A build that fails, a cache folder that cannot be written or a
+library that does not load warns once (per library) with the compiler's last output lines, and
+the caller keeps its pure Python/torch path: :func:`load` returns None.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ struct ClassState {
     double half_lo = 0.0, scale = 0.0, top = 0.0;
 
     // the cell of v in [0, M - 1], clamped with selects rather than branches (scores below the
-    // positives' range are common, and a branch on it was mispredicted). Cell 0 is kept for
+    // positives' range are common and come in no order). Cell 0 is kept for
     // the scores below p_0 (t < 1): those meet no positive in their cell. Halves, so that the
     // difference never overflows (-max to max); each step is monotone, and so is the whole.
     int32_t cell(double v) const {
@@ -74,7 +74,7 @@ struct ClassState {
 
     // the negatives' scores x [m] into hist; cells [m]: scratch. Four histograms, one per
     // i % 4: the scores below every positive (often many) all increment the same count, and
-    // with one histogram each increment waited for the previous one's store
+    // with one histogram each increment would wait for the previous one's store
     void count(const T* x, int64_t m, int32_t* cells) {
         for (int64_t i = 0; i < m; ++i) cells[i] = cell(static_cast<double>(x[i]));
         const int32_t* st = start.data();
@@ -117,10 +117,9 @@ struct ClassState {
 };
 
 // rows [r0, r1) of scores s / targets t [n, n_cls] (rows ld apart): each class's scores
-// appended to its
-// negatives (from work + c n, at neg[c]) or its positives (from the end of that row of work,
-// at pos[c]); false when a score is not finite. The target selects the place (a select, not a
-// branch: a branch on the target was mispredicted at every few positives).
+// appended to its negatives (from work + c n, at neg[c]) or its positives (from the end of that
+// row of work, at pos[c]); false when a score is not finite. The target selects the place (a
+// select, not a branch: the positives come at no predictable rows).
 template <typename T>
 bool split_rows(const T* s, const uint8_t* t, int64_t n, int64_t n_cls, int64_t ld, int64_t r0,
                 int64_t r1, T* work, int64_t* neg, int64_t* pos) {

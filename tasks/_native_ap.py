@@ -81,8 +81,8 @@ def average_precision(s: np.ndarray, t: np.ndarray, threads: int,
     (bool), [C] float64 with NaN for a class without a positive; None when the kernel is not
     available or some score is NaN or infinite.
 
-    ``work`` is scratch of ``s``'s dtype (contents overwritten): the classes are computed in
-    blocks of ``work.size // N`` (at least one class), so that the scratch stays bounded for
+    ``work`` is scratch of ``s``'s dtype and at least N entries (contents overwritten): the
+    classes are computed in blocks of ``work.size // N``, so that the scratch stays bounded for
     any number of classes; ``threads`` OpenMP threads share each block.
     """
     if not available():
@@ -92,9 +92,8 @@ def average_precision(s: np.ndarray, t: np.ndarray, threads: int,
     s = np.ascontiguousarray(s)
     t = np.ascontiguousarray(t)
     n, n_cls = s.shape
+    assert work.size >= n, (work.size, n)
     width = block_width(n, n_cls, work.size)
-    if work.size < width * n:
-        work = np.empty(width * n, dtype=s.dtype)  # more rows than the scratch holds
     out = np.empty(n_cls)
     lib = library()
     fn = lib.mllb_ap_f64 if s.dtype == np.float64 else lib.mllb_ap_f32

@@ -132,15 +132,9 @@ def test_the_kernel_without_a_gradient_gives_the_same_value(
         assert torch.equal(loss(x, y), with_grad)
 
 
-@pytest.fixture
-def fresh_cache(fresh_kernel_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty build cache with the two-way kernel switched on."""
-    monkeypatch.setattr(ranking, 'KERNEL_ENABLED', True)
-    return fresh_kernel_cache
-
-
 def test_a_failing_build_warns_once_and_the_torch_composition_answers(
-        fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        fresh_kernel_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ranking, "KERNEL_ENABLED", True)
     monkeypatch.setenv("CXX", "false")
     x, y = _case("random", torch.float32, 0)
     with pytest.warns(RuntimeWarning, match="two-way loss kernel did not build with false"):
@@ -148,7 +142,7 @@ def test_a_failing_build_warns_once_and_the_torch_composition_answers(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per process
         _value_grad(create_loss("two_way"), x, y)
-    assert not list(fresh_cache.glob("*.so"))
+    assert not list(fresh_kernel_cache.glob("*.so"))
     v0, g0 = _value_grad(lambda z, t: _timm_in_float64(timm_loss.TwoWayLoss(), z, t),
                          x.double(), y.double())
     assert v.item() == pytest.approx(v0.item(), rel=1e-6)

@@ -158,7 +158,7 @@ def test_concurrent_callers_get_their_own_results() -> None:
 @pytest.fixture
 def fresh_cache(fresh_kernel_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty build cache with the AP kernel switched on."""
-    monkeypatch.setattr(_native_ap, 'ENABLED', True)
+    monkeypatch.setattr(_native_ap, "ENABLED", True)
     return fresh_kernel_cache
 
 
