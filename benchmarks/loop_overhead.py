@@ -50,6 +50,17 @@ they cost in the loop (caches as cold as the loop leaves them). Not timed: the n
 and the running-loss ``.item()`` (CPU tensors) and tqdm's per-item iteration; they, the timer
 calls and any indirect cost of the extras are in the difference to the measured overhead.
 
+With ``--pieces``, ``--repeats`` more interleaved engine / bare pairs per batch size run with the
+same timers around the work both loops share (the task's ``logits_and_targets``, the loss's
+``forward``, ``Tensor.backward``, the optimizer's ``step`` and ``zero_grad``), counted only while
+gradients are enabled (so not the engine's dev / test evaluation). A third table gives each
+piece's microseconds per step on each side (median over the pairs) and the remainder: the
+epoch's time minus the timed pieces, i.e. the data loading and whatever the loop itself adds
+(the engine's ``loss.item()``, scheduler step, tqdm, prepared DataLoader; the bare loop's plain
+DataLoader). Per-step means over whole epochs, taken within each run, are far less disturbed by
+a host whose speed drifts between runs than the runs' ratio is, so this table says where a
+difference comes from; the target is still judged on the per-pair ratio of the timed runs.
+
 Benchmarks are not tests: nothing is asserted and the exit status is 0. run_task's own console
 output (per-epoch lines, results table) is suppressed; its tqdm bar still goes to stderr as in a
 real run, as do the per-repetition progress lines (``2>/dev/null`` hides both).
@@ -59,6 +70,7 @@ Run (repository root)::
     python benchmarks/loop_overhead.py
     python benchmarks/loop_overhead.py --repeats 7 --epochs 3 --batch_sizes 128,32
     python benchmarks/loop_overhead.py --breakdown 2>/dev/null
+    python benchmarks/loop_overhead.py --pieces --no-what-if --repeats 7 2>/dev/null
 """
 
 from __future__ import annotations
@@ -97,6 +109,7 @@ from mllb_core.provenance import code_version  # noqa: E402
 from mllb_core.runconfig import RunConfig  # noqa: E402
 from models import create_model  # noqa: E402
 from tasks import create_task  # noqa: E402
+from tasks.base import ArrayTask  # noqa: E402
 
 TARGET_OVERHEAD = 0.05
 TASK = "synthetic"
@@ -342,6 +355,102 @@ def instrumented_pieces(batch_size: int, epochs: int,
     return {"sched": us("sched"), "dl": us("send") + us("state"), "postfix": us("postfix")}
 
 
+# name of a shared piece -> (label, class, attribute): timed alike in the engine and the bare loop
+SHARED: dict[str, tuple[str, Any, str]] = {
+    "forward": ("forward (`task.logits_and_targets`)", ArrayTask, "logits_and_targets"),
+    "loss": ("loss (`forward` of the loss module)", None, "forward"),  # class set at run time
+    "backward": ("`Tensor.backward`", torch.Tensor, "backward"),
+    "step": ("optimizer `step` (AdamW)", torch.optim.AdamW, "step"),
+    "zero_grad": ("optimizer `zero_grad`", torch.optim.Optimizer, "zero_grad"),
+}
+
+
+def _grad_timed(timers: _Timers, key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` timed under ``key`` only while autograd records (training, not the evaluation)."""
+    @functools.wraps(fn)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():
+            return fn(*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            timers.add(key, time.perf_counter() - t0)
+    return timed
+
+
+def shared_pieces_run(side: str, batch_size: int, epochs: int,
+                      task_kwargs: dict[str, Any]) -> dict[str, float]:
+    """One engine or bare run with the shared pieces timed: us per optimizer step of each.
+
+    ``"rest"`` is the run's training time per step minus the timed pieces: data loading plus
+    whatever that loop adds around them. The wrappers cost the same on both sides.
+    """
+    timers = _Timers()
+    loss_cls = type(create_loss(LOSS))
+    patches = [(loss_cls if cls is None else cls, attr,
+                _grad_timed(timers, key, getattr(loss_cls if cls is None else cls, attr)))
+               for key, (_, cls, attr) in SHARED.items()]
+    with _patched(patches):
+        per_epoch = (engine_epoch_s if side == "engine" else bare_epoch_s)(
+            batch_size, epochs, task_kwargs)
+    steps = epochs * steps_per_epoch(batch_size, task_kwargs)
+    miscounted = {key: timers.calls.get(key, 0) for key in SHARED
+                  if timers.calls.get(key, 0) != steps}
+    if miscounted:  # a piece the loop calls more or less than once a step: not comparable
+        raise RuntimeError(f"{side} run at batch {batch_size}: expected {steps} calls of each "
+                           f"timed piece, got {miscounted}")
+    out = {key: 1e6 * timers.seconds.get(key, 0.0) / steps for key in SHARED}
+    out["rest"] = 1e6 * per_epoch * epochs / steps - sum(out.values())
+    out["total"] = 1e6 * per_epoch * epochs / steps
+    return out
+
+
+# batch size -> "engine" / "bare" -> one dict of us per step per run
+SharedRuns = dict[int, dict[str, list[dict[str, float]]]]
+
+
+def measure_shared_pieces(batch_sizes: list[int], repeats: int, epochs: int,
+                          task_kwargs: dict[str, Any]) -> SharedRuns:
+    """``repeats`` interleaved instrumented engine / bare runs per batch size (after a warm-up)."""
+    out: SharedRuns = {}
+    for bs in batch_sizes:
+        shared_pieces_run("engine", bs, epochs, task_kwargs)
+        shared_pieces_run("bare", bs, epochs, task_kwargs)
+        runs: dict[str, list[dict[str, float]]] = {"engine": [], "bare": []}
+        for r in range(repeats):
+            for side in ("engine", "bare"):
+                gc.collect()
+                runs[side].append(shared_pieces_run(side, bs, epochs, task_kwargs))
+            print(f"batch {bs} pieces rep {r + 1}/{repeats}: engine "
+                  f"{runs['engine'][-1]['total']:.0f} us/step, bare "
+                  f"{runs['bare'][-1]['total']:.0f} us/step", file=sys.stderr, flush=True)
+        out[bs] = runs
+    return out
+
+
+def report_shared_pieces(runs: SharedRuns) -> str:
+    """Per-step microseconds of each shared piece, engine and bare, medians over the runs."""
+    sizes = list(runs)
+    lines = ["the work both loops share, timed alike in interleaved instrumented runs (us per "
+             "optimizer step, median over the runs; engine - bare in the last column of each "
+             "batch size)", "",
+             "| piece | " + " | ".join(f"batch {bs} engine | bare | difference" for bs in sizes)
+             + " |",
+             "|---|" + "---:|---:|---:|" * len(sizes)]
+    labels = {key: label for key, (label, _, _) in SHARED.items()}
+    labels["rest"] = "rest: data loading and the loop's own work"
+    labels["total"] = "training time per step"
+    for key, label in labels.items():
+        cells = []
+        for bs in sizes:
+            e = statistics.median(r[key] for r in runs[bs]["engine"])
+            b = statistics.median(r[key] for r in runs[bs]["bare"])
+            cells.append(f"{e:.0f} | {b:.0f} | {e - b:+.0f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def report_pieces(pieces: dict[int, dict[str, float]], rows: list[Row],
                   task_kwargs: dict[str, Any]) -> str:
     """Per-step cost of each timed piece per batch size, against the measured overhead."""
@@ -382,6 +491,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="instrumented runs timing accelerate's per-step wrappers; run_task "
                     "bypasses them without gradient accumulation or an fp16 scaler, so this "
                     "only describes runs with --grad_accum > 1 or fp16")
+    ap.add_argument("--pieces", action="store_true",
+                    help="interleaved instrumented runs timing the work both loops share")
     ap.add_argument("--no-what-if", dest="what_if", action="store_false",
                     help="skip the third run per repetition (is_lomo_available memoized)")
     args = ap.parse_args(argv)
@@ -393,10 +504,15 @@ def main(argv: list[str] | None = None) -> None:
     pieces: dict[int, dict[str, float]] = {}
     if args.breakdown:
         pieces = {bs: instrumented_pieces(bs, args.epochs, task_kwargs) for bs in sizes}
+    shared = (measure_shared_pieces(sizes, args.repeats, args.epochs, task_kwargs)
+              if args.pieces else {})
     print(report(rows, args.repeats, args.epochs, task_kwargs))
     if args.breakdown:
         print()
         print(report_pieces(pieces, rows, task_kwargs))
+    if shared:
+        print()
+        print(report_shared_pieces(shared))
     print()
     print(report_target(rows))
 
