@@ -283,10 +283,15 @@ class _Timers:
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
         self.calls[key] = self.calls.get(key, 0) + 1
 
-    def wrap(self, key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """``fn`` with every call timed under ``key`` (signature kept for ``inspect``)."""
+    def wrap(self, key: str, fn: Callable[..., Any],
+             only_with_grad: bool = False) -> Callable[..., Any]:
+        """``fn`` with every call timed under ``key`` (signature kept for ``inspect``); with
+        ``only_with_grad``, only the calls made while autograd records (training, not the
+        evaluation's ``no_grad``)."""
         @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if only_with_grad and not torch.is_grad_enabled():
+                return fn(*args, **kwargs)
             t0 = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
@@ -365,20 +370,6 @@ SHARED: dict[str, tuple[str, Any, str]] = {
 }
 
 
-def _grad_timed(timers: _Timers, key: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` timed under ``key`` only while autograd records (training, not the evaluation)."""
-    @functools.wraps(fn)
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        if not torch.is_grad_enabled():
-            return fn(*args, **kwargs)
-        t0 = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            timers.add(key, time.perf_counter() - t0)
-    return timed
-
-
 def shared_pieces_run(side: str, batch_size: int, epochs: int,
                       task_kwargs: dict[str, Any]) -> dict[str, float]:
     """One engine or bare run with the shared pieces timed: us per optimizer step of each.
@@ -389,7 +380,8 @@ def shared_pieces_run(side: str, batch_size: int, epochs: int,
     timers = _Timers()
     loss_cls = type(create_loss(LOSS))
     patches = [(loss_cls if cls is None else cls, attr,
-                _grad_timed(timers, key, getattr(loss_cls if cls is None else cls, attr)))
+                timers.wrap(key, getattr(loss_cls if cls is None else cls, attr),
+                            only_with_grad=True))
                for key, (_, cls, attr) in SHARED.items()]
     with _patched(patches):
         per_epoch = (engine_epoch_s if side == "engine" else bare_epoch_s)(
