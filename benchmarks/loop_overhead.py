@@ -57,9 +57,10 @@ gradients are enabled (so not the engine's dev / test evaluation). A third table
 piece's microseconds per step on each side (median over the pairs) and the remainder: the
 epoch's time minus the timed pieces, i.e. the data loading and whatever the loop itself adds
 (the engine's ``loss.item()``, scheduler step, tqdm, prepared DataLoader; the bare loop's plain
-DataLoader). Per-step means over whole epochs, taken within each run, are far less disturbed by
-a host whose speed drifts between runs than the runs' ratio is, so this table says where a
-difference comes from; the target is still judged on the per-pair ratio of the timed runs.
+DataLoader). The cells are as exposed to a drifting host as the timed runs; what the table adds
+is where a difference sits: a cost of the engine's loop shows in the remainder alone, a slower
+phase of the host in every piece. The target is still judged on the timed runs' per-pair
+ratio.
 
 Benchmarks are not tests: nothing is asserted and the exit status is 0. run_task's own console
 output (per-epoch lines, results table) is suppressed; its tqdm bar still goes to stderr as in a
