@@ -56,6 +56,9 @@ def test_batches_equal_row_by_row_default_collate(batch_size: int) -> None:
     for g, w in zip(got, want, strict=True):
         _assert_same_batch(g, w)
     assert sorted(torch.cat([b["index"] for b in got]).tolist()) == list(range(150))
+    # default_collate itself, given a RowBatch, walks its rows: the same batches again
+    for g, w in zip(_batches(ds, default_collate, batch_size, seed=3), want, strict=True):
+        _assert_same_batch(g, w)
 
 
 def test_multidimensional_features_and_other_dtypes() -> None:
