@@ -53,7 +53,7 @@ calls and any indirect cost of the extras are in the difference to the measured 
 With ``--pieces``, ``--repeats`` more interleaved engine / bare pairs per batch size run with the
 same timers around the work both loops share (the task's ``logits_and_targets``, the loss's
 ``forward``, ``Tensor.backward``, the optimizer's ``step`` and ``zero_grad``), counted only while
-gradients are enabled (so not the engine's dev / test evaluation). A third table gives each
+gradients are enabled (so not the engine's dev / test evaluation). One more table gives each
 piece's microseconds per step on each side (median over the pairs) and the remainder: the
 epoch's time minus the timed pieces, i.e. the data loading and whatever the loop itself adds
 (the engine's ``loss.item()``, scheduler step, tqdm, prepared DataLoader; the bare loop's plain

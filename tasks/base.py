@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, overload
 
 import numpy as np
 import torch
@@ -340,11 +340,9 @@ class ArrayDataset(Dataset):
     """Items ``{"index", "features", "targets" [C]}`` over two aligned arrays.
 
     A ``DataLoader`` with a batch size asks for a batch's rows at once (``__getitems__``): one
-    indexing per array instead of a dict and two views per row, which the collation then
-    stacks again. Iterating the synthetic task's train split with ``ArrayTask.collate``: 34-38
-    us a batch of 32 against 108-116 us row by row with ``default_collate``, 70-83 against
-    360-375 us at 128 (two runs of 9 alternating epochs each, a ``/tmp`` script, the 2-vCPU AMD
-    host of 2026-11-28).
+    indexing per array, where the row-by-row path builds a dict and two views per row and the
+    collation stacks them again (about a third of the time at batch 32; BENCHMARKS.md,
+    "Training-loop overhead").
     """
 
     def __init__(self, features: np.ndarray, targets: np.ndarray) -> None:
@@ -357,32 +355,48 @@ class ArrayDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"index": i, "features": self.features[i], "targets": self.targets[i]}
 
-    def __getitems__(self, indices: list[int]) -> RowBatch:
-        """The rows ``indices``, gathered at once (what a ``DataLoader`` fetches per batch)."""
+    def __getitems__(self, indices: list[int]) -> Sequence[dict[str, Any]]:
+        """The rows ``indices`` (what a ``DataLoader`` fetches per batch): a :class:`RowBatch`,
+        or, for a subclass that overrides ``__getitem__``, the list of its items (a batched
+        gather would bypass the override)."""
+        if type(self).__getitem__ is not ArrayDataset.__getitem__:
+            return [self[i] for i in indices]
         return RowBatch(self, indices)
 
 
 class RowBatch(Sequence[dict[str, Any]]):
-    """Rows of an :class:`ArrayDataset`, gathered at once, as ``DataLoader`` fetches a batch.
+    """Rows of an :class:`ArrayDataset`, as ``DataLoader`` fetches a batch.
 
-    ``collated`` is the batch ``default_collate`` makes of the rows one by one: the same
-    values, dtypes and shapes (``index`` int64 [B], ``features`` [B, ...], ``targets``
-    [B, C]), and :meth:`ArrayTask.collate` returns it as it is. A ``collate_fn`` that expects
-    the rows themselves indexes or iterates this sequence and gets the same items
-    ``ArrayDataset[i]`` gives.
+    ``collated`` is the batch ``default_collate`` makes of the rows one by one, gathered at
+    once: the same values, dtypes and shapes (``index`` [B] as ``default_collate`` types the
+    indices, ``features`` [B, ...], ``targets`` [B, C]); :meth:`ArrayTask.collate` returns it
+    as it is. It is built on first use, so a ``collate_fn`` that wants the rows themselves
+    (indexing or iterating this sequence gives the items ``ArrayDataset[i]`` gives) does not
+    pay for it.
     """
 
     def __init__(self, dataset: ArrayDataset, indices: Sequence[int]) -> None:
         self._dataset = dataset
         self._indices = list(indices)
-        index = torch.as_tensor(self._indices, dtype=torch.int64)  # [B]
-        self.collated: dict[str, Any] = {"index": index, "features": dataset.features[index],
-                                         "targets": dataset.targets[index]}
+
+    @functools.cached_property
+    def collated(self) -> dict[str, Any]:
+        """The batch: ``index`` [B], ``features`` [B, ...], ``targets`` [B, C]."""
+        index = default_collate(self._indices)  # [B]; its dtype, and its error on no rows
+        rows = index if index.dtype == torch.int64 else index.long()
+        return {"index": index, "features": self._dataset.features[rows],
+                "targets": self._dataset.targets[rows]}
 
     def __len__(self) -> int:
         return len(self._indices)
 
-    def __getitem__(self, i: int | slice) -> Any:  # an item, or a list of them for a slice
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
         if isinstance(i, slice):
             return [self._dataset[j] for j in self._indices[i]]
         return self._dataset[self._indices[i]]

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset, default_collate
 
 from tasks import create_task
 from tasks.base import ArrayDataset, RowBatch
@@ -31,10 +33,15 @@ class RowByRow(Dataset):
         return self.dataset[i]
 
 
-def _batches(dataset: Dataset, collate: Any, batch_size: int, seed: int) -> list[Any]:
+def _batches(dataset: Dataset, collate: Any, batch_size: int, seed: int, **kw: Any) -> list[Any]:
     g = torch.Generator().manual_seed(seed)
     return list(DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=g,
-                           collate_fn=collate))
+                           collate_fn=collate, **kw))
+
+
+def _small_task() -> Any:
+    return create_task("synthetic", num_train=90, num_dev=20, num_test=20, num_labels=7,
+                       num_features=4)
 
 
 def _assert_same_batch(got: dict[str, Any], want: dict[str, Any]) -> None:
@@ -99,3 +106,85 @@ def test_subset_fetches_through_the_batched_path() -> None:
     want = _batches(RowByRow(sub), default_collate, 6, seed=2)
     for g, w in zip(got, want, strict=True):
         _assert_same_batch(g, w)
+
+
+def test_the_task_collation_takes_the_batched_rows_as_they_are() -> None:
+    task = _small_task()
+    seen: list[type] = []
+
+    def collate(items: Any) -> Any:
+        seen.append(type(items))
+        return task.collate(items)
+
+    _batches(task.dataset("train"), collate, 16, seed=0)
+    assert seen and set(seen) == {RowBatch}
+    rows = task.dataset("train").__getitems__([3, 1])
+    assert task.collate(rows) is rows.collated
+
+
+def test_a_subclass_that_overrides_getitem_keeps_its_items() -> None:
+    class Shifted(ArrayDataset):
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            item = super().__getitem__(i)
+            return {**item, "features": item["features"] + 100}
+
+    task = _small_task()
+    ds = Shifted(task._x["train"], task._y["train"])
+    got = _batches(ds, task.collate, 8, seed=4)
+    want = _batches(RowByRow(ds), default_collate, 8, seed=4)
+    for g, w in zip(got, want, strict=True):
+        _assert_same_batch(g, w)
+    assert bool((got[0]["features"] >= 90).all())
+
+
+class _Int32Order(Sampler[np.int32]):
+    """Indices as numpy int32 scalars, as a user's sampler may yield them."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Any:
+        return iter(np.arange(self.n - 1, -1, -1, dtype=np.int32))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def test_index_dtype_follows_the_sampler_and_no_rows_fail_alike() -> None:
+    task = _small_task()
+    ds = task.dataset("train")
+    got = list(DataLoader(ds, batch_size=16, sampler=_Int32Order(len(ds)),
+                          collate_fn=task.collate))
+    want = list(DataLoader(RowByRow(ds), batch_size=16, sampler=_Int32Order(len(ds)),
+                           collate_fn=default_collate))
+    assert got[0]["index"].dtype == torch.int32
+    for g, w in zip(got, want, strict=True):
+        _assert_same_batch(g, w)
+    with pytest.raises(IndexError):
+        default_collate([])
+    with pytest.raises(IndexError):
+        task.collate(ds.__getitems__([]))
+
+
+def test_concat_workers_and_an_accelerate_prepared_loader() -> None:
+    task = _small_task()
+    ds = task.dataset("train")
+    both = ConcatDataset([ds, task.dataset("dev")])  # no __getitems__: row by row
+    for g, w in zip(_batches(both, task.collate, 16, 1),
+                    _batches(RowByRow(both), default_collate, 16, 1), strict=True):
+        _assert_same_batch(g, w)
+    for g, w in zip(_batches(ds, task.collate, 16, 2, num_workers=1),
+                    _batches(RowByRow(ds), default_collate, 16, 2), strict=True):
+        _assert_same_batch(g, w)
+    try:
+        acc = Accelerator(cpu=True)
+        for split_batches in (False, True):
+            acc.dataloader_config.split_batches = split_batches
+            got, want = (list(acc.prepare(DataLoader(
+                d, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(3),
+                collate_fn=c))) for d, c in ((ds, task.collate), (RowByRow(ds), default_collate)))
+            assert len(got) == len(want) == 6
+            for g, w in zip(got, want, strict=True):
+                _assert_same_batch(g, w)
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
