@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from engine.outputs import disk_guard, environment, refresh_leaderboard, results_of, write_outputs
 from engine.plan import Cell, plan
 from engine.recipe import prepare
+from mllb_core import served
 from mllb_core.errors import UserError
 from mllb_core.inductor_cache import separate_inductor_cache
 from mllb_core.runconfig import ConfigError, HelpRequested, cell_argv, debug_requested
@@ -96,6 +97,7 @@ def predict(acc: Accelerator, task: Task, model: torch.nn.Module, loss_fn: torch
 def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
     """Train one cell with dev-only selection; return its results (None if stopped early)."""
     cfg, task, loss_fn, stem = cell.cfg, cell.task, cell.loss_fn, cell.path.stem
+    served.reset()  # the kernels this cell's numbers come from: the results' extra.kernels
     model, opt, sched, train_dl, dev_dl, test_dl, ema, extras, *_ = prepared = prepare(cell, acc)
     # a sum-reduced loss is the sum over the GLOBAL batch: undo DDP's mean over ranks and
     # accelerate's division by the accumulation steps, so the gradient is the 1-process one

@@ -322,7 +322,9 @@ class Result:
     # ISO-8601 with a timezone, e.g. "2026-11-22T03:40:00+00:00"
     created_at: Annotated[str, _TIMESTAMP]
     # free-form run facts without a field of their own; `unbounded_metrics` lists the metric
-    # names exempt from the [0, 1] rule
+    # names exempt from the [0, 1] rule; run_task.py also writes `kernels` (which of MLLB's
+    # own kernels computed the run, mllb_core/served.py), `task_info`, `epochs_run` and
+    # `selected_weights`
     extra: Annotated[dict[str, Any] | None, _OBJECT] = None
     # saved test scores (.npz), relative to the results file's directory, '/'-separated, no '..'
     scores_file: Annotated[str | None, _SCORES_FILE] = None

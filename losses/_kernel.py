@@ -55,6 +55,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from losses._workspace import scratch
+from mllb_core.served import note as note_served
 
 REDUCTIONS = ("mean", "sum", "batchmean", "none")
 
@@ -947,16 +948,21 @@ def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, n
     check_inputs(name, logits, targets, reduction)
     kernel = _COMPILED_KERNEL.get()
     if kernel is not None and not torch.compiler.is_compiling():  # create_loss(compile=True)
+        served = "inductor"
         if logits.device.type in _TRITON_DEVICES:
             triton_kernel = _triton_kernel(logits, hp)
             if triton_kernel is not None and reduction != "none" and NATIVE_BACKWARD:
+                note_served("triton")
                 return _with_native_backward(logits.contiguous(), targets.detach(), hp,
                                              reduction, scale, triton_kernel)
-            kernel = triton_kernel if triton_kernel is not None else kernel
+            if triton_kernel is not None:
+                kernel, served = triton_kernel, "triton"
         elif logits.device.type == "cpu":
             cpu_fused = _cpu_fused_module()
             if cpu_fused.kernel_for(logits, targets, hp, reduction, scale) is not None:
-                kernel = cpu_fused.value_and_grad  # AVX-512 loop instead of inductor's
+                # AVX-512 loop instead of inductor's
+                kernel, served = cpu_fused.value_and_grad, "cpu_fused"
+        note_served(served)  # the results' extra.kernels (mllb_core/served.py)
         # the kernel up-casts (and down-casts the gradient) inside its one pass
         return _CompiledPolyLossFunction.apply(logits.contiguous(), targets.detach(), hp,
                                                reduction, scale, kernel)

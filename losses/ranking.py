@@ -60,6 +60,7 @@ from losses._kernel import check_inputs, compute_dtype, saved_times_grad_out
 from losses._workspace import scratch
 from losses.base import LOSSES, MultiLabelLoss, require
 from mllb_core import native
+from mllb_core.served import note as note_served
 
 # timm's mask value for the entries a log-sum-exp leaves out
 _MASK = -1e4
@@ -262,6 +263,7 @@ def _two_way_kernel(x: Tensor, posf: Tensor, tp: float, tn: float,
     bad_rows = torch.empty(n, dtype=torch.uint8)
     bad_cols = torch.empty(c, dtype=torch.uint8)
     counts = torch.empty(2, dtype=torch.int64)
+    note_served("two_way_cpp")  # the results' extra.kernels (mllb_core/served.py)
     value = _two_way_library().mllb_two_way(
         x.data_ptr(), posf.data_ptr(), n, c, tp, tn, _SHARED_SHIFT_MIN,
         grad.data_ptr() if grad is not None else None,

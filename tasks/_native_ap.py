@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from mllb_core import native
+from mllb_core.served import note as note_served
 
 SOURCE = Path(__file__).with_name("_ap_kernel.cpp")
 FLAGS = ("-O3", "-std=gnu++17", "-fopenmp", "-fPIC", "-shared")
@@ -103,4 +104,5 @@ def average_precision(s: np.ndarray, t: np.ndarray, threads: int,
                  max(1, threads), work.ctypes.data, out[c0:c1].ctypes.data)
         if bad:
             return None
+    note_served("ap_cpp")  # the results' extra.kernels (mllb_core/served.py)
     return out

@@ -49,6 +49,39 @@ def test_end_to_end_writes_valid_results(tmp_path: Path) -> None:
     assert res["env"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
+def _expected_kernels(loss_kernel: str | None) -> list[str]:
+    """What extra.kernels must say: the loss's kernel, and AP's where it can run here."""
+    from tasks import _native_ap
+
+    return sorted({*([loss_kernel] if loss_kernel else []),
+                   *(["ap_cpp"] if _native_ap.available() else [])})
+
+
+def test_results_name_the_kernels_that_computed_them(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from losses import _cpu_fused, ranking
+    from tasks import _native_ap
+
+    probe = torch.zeros(4, 12)
+    (res,) = _run(tmp_path / "eager", "--loss", "asl", "--epochs", "1")
+    assert res["extra"]["kernels"] == _expected_kernels(None)  # eager: no loss kernel
+    (res,) = _run(tmp_path / "two_way", "--loss", "two_way", "--epochs", "1")
+    assert res["extra"]["kernels"] == _expected_kernels(
+        "two_way_cpp" if ranking.two_way_kernel_serves(probe) else None)
+    (res,) = _run(tmp_path / "compiled", "--loss", "asl", "--epochs", "1", "--compile", "loss")
+    from losses.asl import _asl_params
+    hparams = LOSSES.get("asl")().hparams  # the defaults the run used
+    hp = _asl_params(*(hparams[k] for k in ("gamma_pos", "gamma_neg", "clip", "eps",
+                                            "detach_focal_weight")))
+    fused = _cpu_fused.kernel_for(probe, probe, hp, "mean", 1.0) is not None
+    assert res["extra"]["kernels"] == _expected_kernels("cpu_fused" if fused else "inductor")
+    # switched off, a kernel is not named: MLLB_RANKING_KERNEL=0, MLLB_AP_KERNEL=0
+    monkeypatch.setattr(ranking, "KERNEL_ENABLED", False)
+    monkeypatch.setattr(_native_ap, "ENABLED", False)
+    (res,) = _run(tmp_path / "off", "--loss", "two_way", "--epochs", "1")
+    assert res["extra"]["kernels"] == []
+
+
 def test_environment_records_the_capability_aten_runs_at() -> None:
     # ATEN_CPU_CAPABILITY lowers the level ATen dispatches to ("default" exists on every CPU);
     # the results must say the level the kernels ran at, not the CPU's best
