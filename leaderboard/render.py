@@ -178,6 +178,15 @@ def _thresholds(rules: list[Threshold]) -> str:
     return ", ".join(parts)
 
 
+def _kernels_of(result: Result) -> str:
+    """A run's ``extra.kernels`` as one label: ``ap_cpp+cpu_fused``, ``none`` (recorded, empty)
+    or ``not recorded`` (files written before run_task.py recorded them)."""
+    extra = result.extra or {}
+    if "kernels" not in extra:
+        return "not recorded"
+    return "+".join(extra["kernels"]) or "none"
+
+
 def protocol_line(rows: list[Row], primary: str) -> str:
     """One line naming how the rows were made (device, world size, precision, selection,
     threshold, epochs, counts), each value as the runs recorded it."""
@@ -188,9 +197,13 @@ def protocol_line(rows: list[Row], primary: str) -> str:
     levels = {r.env.cpu_capability or "not recorded" for r in runs if r.env.device == "cpu"}
     level = (f" (ATen CPU capability {', '.join(sorted(levels))})"
              if levels - {"not recorded"} else "")
+    # which of MLLB's own kernels computed the runs (extra.kernels, mllb_core/served.py), where
+    # the files record it: like the CPU level, it moves float32 results in their last bits
+    sets = {_kernels_of(r) for r in runs}
+    kernels = (f"; MLLB kernels {', '.join(sorted(sets))}" if sets - {"not recorded"} else "")
     return (f"Protocol: device {vals(lambda r: r.env.device)}{level}, world size "
             f"{vals(lambda r: r.env.world_size)}, mixed precision "
-            f"{vals(lambda r: r.env.mixed_precision)}; selection on "
+            f"{vals(lambda r: r.env.mixed_precision)}{kernels}; selection on "
             f"{vals(lambda r: r.selection.split)} by {primary}; threshold "
             f"{_thresholds([r.threshold for r in runs])}; "
             f"epochs (max) {vals(lambda r: r.config.get('epochs', '?'))}; "

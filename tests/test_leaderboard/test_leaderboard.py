@@ -258,6 +258,17 @@ def test_protocol_line_names_the_cpu_level_the_runs_recorded(tmp_path: Path) -> 
         "Protocol: device cpu (ATen CPU capability AVX2, not recorded), world size 1,")
 
 
+def test_protocol_line_names_the_kernels_the_runs_recorded(tmp_path: Path) -> None:
+    old, fused, eager = _run("bce", 0), _run("bce", 1), _run("bce", 2)
+    fused["extra"] = {**(fused.get("extra") or {}), "kernels": ["ap_cpp", "cpu_fused"]}
+    eager["extra"] = {**(eager.get("extra") or {}), "kernels": []}
+    line = _line(build(_write(tmp_path / "a", {"old.json": old})), "Protocol:")
+    assert "kernels" not in line  # files before extra.kernels: the line as before
+    line = _line(build(_write(tmp_path / "b", {"old.json": old, "fused.json": fused,
+                                               "eager.json": eager})), "Protocol:")
+    assert "mixed precision no; MLLB kernels ap_cpp+cpu_fused, none, not recorded;" in line
+
+
 def test_distinguishing_suffixes() -> None:
     base = {"loss.name": "asl", "loss.kwargs": {"gamma_neg": 4.0, "clip": 0.05},
             "train.epochs": 10, "train.lr": 0.001, "task.data_fingerprint": "sha256:" + "ab" * 32}
