@@ -29,6 +29,7 @@ import accelerate.optimizer
 import numpy as np
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedType
+from accelerate.utils import gather_object
 from torch import Tensor
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -67,6 +68,7 @@ class TrainerState:
     train_s: float = 0.0
     eval_s: float = 0.0
     examples: int = 0
+    kernels: list[str] = field(default_factory=list)  # MLLB's kernels so far (mllb_core/served)
 
 
 @torch.no_grad()
@@ -110,6 +112,8 @@ def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
         cell.ckpt.clear(acc)
     elif (marker := cell.ckpt.restore(acc, meta["identity"], cell.run_id, extras)) is not None:
         state = TrainerState(**marker["state"])
+        for name in state.kernels:  # what computed the epochs before the resume
+            served.note(name)
         acc.print(f"resumed {stem} after epoch {state.epoch}")
     primary, better = task.primary_metric, task.higher_is_better[task.primary_metric]
     # Accelerate's per-step wrappers cost ~100 us a step (benchmarks/loop_overhead.py), 5% of
@@ -186,6 +190,7 @@ def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
         else:
             state.bad_epochs += 1
         state.epoch = epoch
+        state.kernels = served.served()
         best = acc.unwrap_model(candidates[source]).state_dict() if improved else None
         with disk_guard(cell.ckpt.root):
             cell.ckpt.save(acc, epoch, {**meta, "state": dataclasses.asdict(state)}, extras, best)
@@ -206,6 +211,9 @@ def train(cell: Cell, acc: Accelerator) -> dict[str, Any] | None:
     _, rule = dev_metrics(acc, task, model, loss_fn, dev_dl, "dev", f"{stem} dev")
     index, scores, targets = predict(acc, task, model, loss_fn, test_dl, f"{stem} test")
     metrics = task.evaluate("test", index, scores, rule)  # the only look at the test split
+    state.kernels = served.served()
+    if acc.num_processes > 1:  # what any process used (every rank reaches this line)
+        state.kernels = sorted(set(gather_object(state.kernels)))
     results = results_of(cell, state, metrics, rule, prepared,
                          state.eval_s + time.perf_counter() - t2)
     if acc.is_main_process:

@@ -16,7 +16,6 @@ import torch
 from accelerate import Accelerator
 
 from leaderboard.schema import SCHEMA_VERSION, write_results
-from mllb_core import served
 from mllb_core.errors import UserError
 from mllb_core.io import write_json_atomic, write_text_atomic
 from mllb_core.provenance import git_state
@@ -85,7 +84,7 @@ def results_of(cell: Cell, state: Any, metrics: dict[str, float], rule: Any, pre
     out["model"] = {**out["model"], "num_parameters": prepared.num_parameters}
     out["extra"] = {**out["extra"], "selected_weights": state.best_source,
                     "epochs_run": state.epoch, "task_info": task.info(),
-                    "kernels": served.served()}  # which of MLLB's kernels computed it
+                    "kernels": state.kernels}  # which of MLLB's kernels computed it
     return out
 
 

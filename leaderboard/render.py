@@ -179,17 +179,18 @@ def _thresholds(rules: list[Threshold]) -> str:
 
 
 def _kernels_of(result: Result) -> str:
-    """A run's ``extra.kernels`` as one label: ``ap_cpp+cpu_fused``, ``none`` (recorded, empty)
-    or ``not recorded`` (files written before run_task.py recorded them)."""
+    """A run's ``extra.kernels`` as one label: ``ap_cpp+cpu_fused`` (sorted), ``torch only``
+    (recorded, none of MLLB's kernels ran) or ``not recorded`` (files written before
+    run_task.py recorded them)."""
     extra = result.extra or {}
     if "kernels" not in extra:
         return "not recorded"
-    return "+".join(extra["kernels"]) or "none"
+    return "+".join(sorted(extra["kernels"])) or "torch only"
 
 
 def protocol_line(rows: list[Row], primary: str) -> str:
-    """One line naming how the rows were made (device, world size, precision, selection,
-    threshold, epochs, counts), each value as the runs recorded it."""
+    """One line naming how the rows were made (device, world size, precision, MLLB's kernels,
+    selection, threshold, epochs, counts), each value as the runs recorded it."""
     runs = [r for row in rows for _, r in row.runs]
     def vals(get: Callable[[Result], Any]) -> str:
         return ", ".join(sorted({str(get(r)) for r in runs}))
@@ -198,7 +199,8 @@ def protocol_line(rows: list[Row], primary: str) -> str:
     level = (f" (ATen CPU capability {', '.join(sorted(levels))})"
              if levels - {"not recorded"} else "")
     # which of MLLB's own kernels computed the runs (extra.kernels, mllb_core/served.py), where
-    # the files record it: like the CPU level, it moves float32 results in their last bits
+    # the files record it: like the CPU level, a loss kernel can move float32 results in their
+    # last bits (ap_cpp does not)
     sets = {_kernels_of(r) for r in runs}
     kernels = (f"; MLLB kernels {', '.join(sorted(sets))}" if sets - {"not recorded"} else "")
     return (f"Protocol: device {vals(lambda r: r.env.device)}{level}, world size "

@@ -515,20 +515,31 @@ def _section(obj: dict, key: str) -> dict:
     return v if isinstance(v, dict) else {}
 
 
-def _unbounded_metrics(errs: list[str], extra: Any) -> set[str]:
-    if not isinstance(extra, dict) or "unbounded_metrics" not in extra:
+def _extra_names(errs: list[str], extra: Any, key: str, what: str) -> set[str]:
+    """The names of ``extra[key]`` (a list of non-empty strings), reporting what is not one."""
+    if not isinstance(extra, dict) or key not in extra:
         return set()
-    names = extra["unbounded_metrics"]
+    names = extra[key]
     if not isinstance(names, list):
-        errs.append(_fail("extra.unbounded_metrics", "a list of metric names", names))
+        errs.append(_fail(f"extra.{key}", f"a list of {what}", names))
         return set()
     good = set()
     for i, name in enumerate(names):
         if isinstance(name, str) and name:
             good.add(name)
         else:
-            errs.append(_fail(f"extra.unbounded_metrics[{i}]", "a non-empty string", name))
+            errs.append(_fail(f"extra.{key}[{i}]", "a non-empty string", name))
     return good
+
+
+def _unbounded_metrics(errs: list[str], extra: Any) -> set[str]:
+    return _extra_names(errs, extra, "unbounded_metrics", "metric names")
+
+
+def rule_kernels_are_names(errs: list[str], obj: dict) -> None:
+    """extra.kernels, where present (run_task.py writes it): a list of kernel names
+    (``mllb_core/served.py``; a later version may add names, so any non-empty string)."""
+    _extra_names(errs, obj.get("extra"), "kernels", "kernel names")
 
 
 def rule_metrics_are_fractions(errs: list[str], obj: dict) -> None:
@@ -714,7 +725,8 @@ def rule_identity_matches(errs: list[str], obj: dict) -> None:
 # valid object (its recomputation needs sound sections).
 RULES: tuple[Callable[[list[str], dict], None], ...] = (
     rule_metrics_are_fractions, rule_history_epochs_increase, rule_selection_on_dev,
-    rule_per_class_thresholds, rule_free_form_is_json, rule_identity_matches)
+    rule_per_class_thresholds, rule_free_form_is_json, rule_identity_matches,
+    rule_kernels_are_names)
 
 
 def rule_major_version(errs: list[str], source: str, obj: dict) -> bool:

@@ -948,7 +948,7 @@ def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, n
     check_inputs(name, logits, targets, reduction)
     kernel = _COMPILED_KERNEL.get()
     if kernel is not None and not torch.compiler.is_compiling():  # create_loss(compile=True)
-        served = "inductor"
+        kernel_name = "torch_compile"  # for the results' extra.kernels (mllb_core/served.py)
         if logits.device.type in _TRITON_DEVICES:
             triton_kernel = _triton_kernel(logits, hp)
             if triton_kernel is not None and reduction != "none" and NATIVE_BACKWARD:
@@ -956,13 +956,13 @@ def poly_loss(logits: Tensor, targets: Tensor, hp: PolyParams, reduction: str, n
                 return _with_native_backward(logits.contiguous(), targets.detach(), hp,
                                              reduction, scale, triton_kernel)
             if triton_kernel is not None:
-                kernel, served = triton_kernel, "triton"
+                kernel, kernel_name = triton_kernel, "triton"
         elif logits.device.type == "cpu":
             cpu_fused = _cpu_fused_module()
             if cpu_fused.kernel_for(logits, targets, hp, reduction, scale) is not None:
                 # AVX-512 loop instead of inductor's
-                kernel, served = cpu_fused.value_and_grad, "cpu_fused"
-        note_served(served)  # the results' extra.kernels (mllb_core/served.py)
+                kernel, kernel_name = cpu_fused.value_and_grad, "cpu_fused"
+        note_served(kernel_name)
         # the kernel up-casts (and down-casts the gradient) inside its one pass
         return _CompiledPolyLossFunction.apply(logits.contiguous(), targets.detach(), hp,
                                                reduction, scale, kernel)

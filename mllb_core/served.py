@@ -12,19 +12,25 @@ The names (:data:`NAMES`):
 * ``cpu_fused``: the asymmetric family's AVX-512 loop, ``create_loss(..., compile=True)`` on
   CPU (``losses/_cpu_fused.py``);
 * ``triton``: the same closed form as a Triton kernel, compiled on CUDA (``losses/_triton.py``);
-* ``inductor``: ``torch.compile``'s loop of that closed form, where neither applies;
+* ``torch_compile``: ``torch.compile`` of that closed form (inductor's loop by default), where
+  neither applies (no AVX-512 or no compiler, ``MLLB_CPU_KERNEL=0``, float64 or bfloat16,
+  ``reduction="none"``, coefficients the loop does not take);
 * ``two_way_cpp``: the two-way loss's C++ kernel, eager float32 on CPU (``losses/ranking.py``);
 * ``ap_cpp``: AP per class in C++ (``tasks/_native_ap.py``; the same bits as the numpy path,
   recorded for completeness).
 
 A path the run did not take is absent: an eager asl run records no loss kernel, and a compiled
-one records ``cpu_fused`` or ``inductor`` (both, if some calls fell back). A set add per call
-(under the GIL, safe from any thread) is the whole cost.
+one records ``cpu_fused`` or ``torch_compile`` (both, if some calls took each). A loss that
+``torch.compile`` compiles whole (``--compile loss`` with a loss outside the family, two_way
+included) records nothing here: the run's ``compile`` option, part of its identity, already
+says what computed it. ``run_task.py`` keeps the names in its checkpoints (a resumed run records
+what both parts used) and merges every process's names (a DDP run records what any rank used).
+A set add per call (under the GIL, safe from any thread) is the whole cost.
 """
 
 from __future__ import annotations
 
-NAMES = frozenset({"cpu_fused", "triton", "inductor", "two_way_cpp", "ap_cpp"})
+NAMES = frozenset({"cpu_fused", "triton", "torch_compile", "two_way_cpp", "ap_cpp"})
 
 _SERVED: set[str] = set()
 

@@ -60,26 +60,35 @@ def _expected_kernels(loss_kernel: str | None) -> list[str]:
 def test_results_name_the_kernels_that_computed_them(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from losses import _cpu_fused, ranking
+    from losses.asl import _asl_params
     from tasks import _native_ap
 
     probe = torch.zeros(4, 12)
-    (res,) = _run(tmp_path / "eager", "--loss", "asl", "--epochs", "1")
-    assert res["extra"]["kernels"] == _expected_kernels(None)  # eager: no loss kernel
-    (res,) = _run(tmp_path / "two_way", "--loss", "two_way", "--epochs", "1")
-    assert res["extra"]["kernels"] == _expected_kernels(
-        "two_way_cpp" if ranking.two_way_kernel_serves(probe) else None)
+    two_way_kernel = "two_way_cpp" if ranking.two_way_kernel_serves(probe) else None
+    # a sweep of two cells: each file names its own cell's kernels only
+    eager, two_way = _run(tmp_path / "sweep", "--loss", "asl,two_way", "--epochs", "1")
+    assert eager["extra"]["kernels"] == _expected_kernels(None)  # eager: no loss kernel
+    assert two_way["extra"]["kernels"] == _expected_kernels(two_way_kernel)
     (res,) = _run(tmp_path / "compiled", "--loss", "asl", "--epochs", "1", "--compile", "loss")
-    from losses.asl import _asl_params
     hparams = LOSSES.get("asl")().hparams  # the defaults the run used
     hp = _asl_params(*(hparams[k] for k in ("gamma_pos", "gamma_neg", "clip", "eps",
                                             "detach_focal_weight")))
     fused = _cpu_fused.kernel_for(probe, probe, hp, "mean", 1.0) is not None
-    assert res["extra"]["kernels"] == _expected_kernels("cpu_fused" if fused else "inductor")
+    assert res["extra"]["kernels"] == _expected_kernels("cpu_fused" if fused else
+                                                        "torch_compile")
     # switched off, a kernel is not named: MLLB_RANKING_KERNEL=0, MLLB_AP_KERNEL=0
+    with monkeypatch.context() as m:
+        m.setattr(ranking, "KERNEL_ENABLED", False)
+        m.setattr(_native_ap, "ENABLED", False)
+        (res,) = _run(tmp_path / "off", "--loss", "two_way", "--epochs", "1")
+        assert res["extra"]["kernels"] == []
+    # a resumed run names what computed both parts: the kernel of epoch 1 is kept although
+    # the resumed part (epoch 2) ran with it switched off
+    args = ["--loss", "two_way", "--epochs", "2"]
+    assert _run(tmp_path / "resume", *args, "--stop_after_epoch", "1") == []
     monkeypatch.setattr(ranking, "KERNEL_ENABLED", False)
-    monkeypatch.setattr(_native_ap, "ENABLED", False)
-    (res,) = _run(tmp_path / "off", "--loss", "two_way", "--epochs", "1")
-    assert res["extra"]["kernels"] == []
+    (res,) = _run(tmp_path / "resume", *args, "--resume")
+    assert res["extra"]["kernels"] == _expected_kernels(two_way_kernel)
 
 
 def test_environment_records_the_capability_aten_runs_at() -> None:

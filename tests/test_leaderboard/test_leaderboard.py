@@ -260,13 +260,16 @@ def test_protocol_line_names_the_cpu_level_the_runs_recorded(tmp_path: Path) -> 
 
 def test_protocol_line_names_the_kernels_the_runs_recorded(tmp_path: Path) -> None:
     old, fused, eager = _run("bce", 0), _run("bce", 1), _run("bce", 2)
-    fused["extra"] = {**(fused.get("extra") or {}), "kernels": ["ap_cpp", "cpu_fused"]}
+    fused["extra"] = {**(fused.get("extra") or {}), "kernels": ["cpu_fused", "ap_cpp"]}
     eager["extra"] = {**(eager.get("extra") or {}), "kernels": []}
     line = _line(build(_write(tmp_path / "a", {"old.json": old})), "Protocol:")
     assert "kernels" not in line  # files before extra.kernels: the line as before
     line = _line(build(_write(tmp_path / "b", {"old.json": old, "fused.json": fused,
                                                "eager.json": eager})), "Protocol:")
-    assert "mixed precision no; MLLB kernels ap_cpp+cpu_fused, none, not recorded;" in line
+    assert "mixed precision no; MLLB kernels ap_cpp+cpu_fused, not recorded, torch only;" in line
+    eager["extra"]["kernels"] = "ap_cpp"  # not a list: the file is refused, naming the field
+    with pytest.raises(ValueError, match=r"extra\.kernels: expected a list of kernel names"):
+        Result.from_dict(eager)
 
 
 def test_distinguishing_suffixes() -> None:
