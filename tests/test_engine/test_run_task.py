@@ -184,6 +184,8 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path, launch_two_cpu_proc
     assert double["task"]["num_examples"] == single["task"]["num_examples"] == 97
     for key, value in single["metrics"].items():
         assert double["metrics"][key] == pytest.approx(value, abs=1e-6), key
+    # every process's kernels, merged into one sorted list of names
+    assert double["extra"]["kernels"] == single["extra"]["kernels"] == _expected_kernels(None)
 
 
 def test_cli_reports_config_errors_without_traceback() -> None:
