@@ -371,31 +371,32 @@ SHARED: dict[str, tuple[str, Any, str]] = {
 }
 
 
-def shared_pieces_run(side: str, batch_size: int, epochs: int,
-                      task_kwargs: dict[str, Any]) -> dict[str, float]:
-    """One engine or bare run with the shared pieces timed: us per optimizer step of each.
+def shared_pieces_run(side: str, batch_size: int, epochs: int, task_kwargs: dict[str, Any],
+                      steps: int) -> dict[str, float]:
+    """One engine or bare run with the shared pieces timed: us per optimizer step of each
+    (``steps``: the run's optimizer steps, ``epochs`` x :func:`steps_per_epoch`).
 
     ``"rest"`` is the run's training time per step minus the timed pieces: data loading plus
     whatever that loop adds around them. The wrappers cost the same on both sides.
     """
     timers = _Timers()
-    loss_cls = type(create_loss(LOSS))
-    patches = [(loss_cls if cls is None else cls, attr,
-                timers.wrap(key, getattr(loss_cls if cls is None else cls, attr),
-                            only_with_grad=True))
-               for key, (_, cls, attr) in SHARED.items()]
+    patches = []
+    for key, (_, cls, attr) in SHARED.items():
+        owner = cls if cls is not None else type(create_loss(LOSS))
+        patches.append((owner, attr, timers.wrap(key, getattr(owner, attr),
+                                                 only_with_grad=True)))
     with _patched(patches):
         per_epoch = (engine_epoch_s if side == "engine" else bare_epoch_s)(
             batch_size, epochs, task_kwargs)
-    steps = epochs * steps_per_epoch(batch_size, task_kwargs)
     miscounted = {key: timers.calls.get(key, 0) for key in SHARED
                   if timers.calls.get(key, 0) != steps}
     if miscounted:  # a piece the loop calls more or less than once a step: not comparable
         raise RuntimeError(f"{side} run at batch {batch_size}: expected {steps} calls of each "
                            f"timed piece, got {miscounted}")
     out = {key: 1e6 * timers.seconds.get(key, 0.0) / steps for key in SHARED}
-    out["rest"] = 1e6 * per_epoch * epochs / steps - sum(out.values())
-    out["total"] = 1e6 * per_epoch * epochs / steps
+    total = 1e6 * per_epoch * epochs / steps
+    out["rest"] = total - sum(out.values())
+    out["total"] = total
     return out
 
 
@@ -408,13 +409,14 @@ def measure_shared_pieces(batch_sizes: list[int], repeats: int, epochs: int,
     """``repeats`` interleaved instrumented engine / bare runs per batch size (after a warm-up)."""
     out: SharedRuns = {}
     for bs in batch_sizes:
-        shared_pieces_run("engine", bs, epochs, task_kwargs)
-        shared_pieces_run("bare", bs, epochs, task_kwargs)
+        steps = epochs * steps_per_epoch(bs, task_kwargs)  # builds a task: once, not per run
+        shared_pieces_run("engine", bs, epochs, task_kwargs, steps)
+        shared_pieces_run("bare", bs, epochs, task_kwargs, steps)
         runs: dict[str, list[dict[str, float]]] = {"engine": [], "bare": []}
         for r in range(repeats):
             for side in ("engine", "bare"):
                 gc.collect()
-                runs[side].append(shared_pieces_run(side, bs, epochs, task_kwargs))
+                runs[side].append(shared_pieces_run(side, bs, epochs, task_kwargs, steps))
             print(f"batch {bs} pieces rep {r + 1}/{repeats}: engine "
                   f"{runs['engine'][-1]['total']:.0f} us/step, bare "
                   f"{runs['bare'][-1]['total']:.0f} us/step", file=sys.stderr, flush=True)

@@ -383,7 +383,7 @@ class RowBatch(Sequence[dict[str, Any]]):
     def collated(self) -> dict[str, Any]:
         """The batch: ``index`` [B], ``features`` [B, ...], ``targets`` [B, C]."""
         index = default_collate(self._indices)  # [B]; its dtype, and its error on no rows
-        rows = index if index.dtype == torch.int64 else index.long()
+        rows = index.long()  # index itself when it is int64 already
         return {"index": index, "features": self._dataset.features[rows],
                 "targets": self._dataset.targets[rows]}
 
