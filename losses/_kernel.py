@@ -22,7 +22,8 @@ Speed on CPU comes from the number of passes over [N, C] memory and of fresh [N,
 (above 32 MB each is a new mmap, page-faulted in on first touch): buffers are reused in place,
 temporaries that never leave a call live in memory kept from the previous call
 (``losses/_workspace.py``), constant factors ride on products computed anyway, and the sparse
-positives are found by a strided scan instead of ATen's scalar ``nonzero``
+positives of float32 targets are found by one C++ pass (``losses/_positives_kernel.cpp``; other
+dtypes, or no compiler: a strided scan instead of ATen's scalar ``nonzero``)
 (``benchmarks/loss_speed.py``).
 
 Numerics: logs come from ``logsigmoid`` (never ``log(sigmoid(z).clamp(eps))``); ``1 - p_m`` is at
@@ -41,12 +42,15 @@ against float64 eager.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import math
+import os
 import types
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,6 +59,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from losses._workspace import scratch
+from mllb_core import native
 from mllb_core.served import note as note_served
 
 REDUCTIONS = ("mean", "sum", "batchmean", "none")
@@ -383,14 +388,49 @@ def _flat_nonzero(flat: Tensor) -> Tensor:
     return found
 
 
+# The positive scan in C++ (``_positives_kernel.cpp``); ``MLLB_POSITIVES_KERNEL=0`` in the
+# environment, or False here, keeps the torch ops of ``_flat_nonzero``
+POSITIVES_KERNEL = os.environ.get("MLLB_POSITIVES_KERNEL", "1") != "0"
+_POSITIVES_SOURCE = Path(__file__).with_name("_positives_kernel.cpp")
+_POSITIVES_FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared")
+
+
+@functools.cache
+def _positives_library() -> ctypes.CDLL | None:
+    """The positive scan (``_positives_kernel.cpp``), built once and cached
+    (``mllb_core.native``); None (warned once) where it cannot be built or loaded."""
+    ptr = ctypes.c_void_p
+    return native.load(
+        "MLLB's positive-target scan", "positives", _POSITIVES_SOURCE, _POSITIVES_FLAGS,
+        "sparse targets are found with torch's nonzero instead",
+        {"mllb_binary_positives": (ctypes.c_int64, [ptr, ctypes.c_int64, ctypes.c_int64, ptr])},
+        stacklevel=3)
+
+
 def _binary_positive_index(targets: Tensor) -> Tensor | None:
     """Row-major positions [P] of the positives when targets are binary and sparse enough (CPU
-    only), else None."""
+    only; at most a quarter of the entries positive), else None.
+
+    float32 targets (what the tasks hand the loss) go through the C++ scan of
+    ``_positives_kernel.cpp``: one pass instead of about ten ATen calls (BENCHMARKS.md,
+    "Session of 2026-11-28 09:40 UTC"). It returns the positions in ascending order, the torch
+    path in no particular order: every use (``take``, ``put_`` of distinct positions, an
+    elementwise formula) gives the same bits either way. Other dtypes, ``POSITIVES_KERNEL``
+    off, or no compiler: the torch ops.
+    """
     if targets.device.type != "cpu":
         return None  # nonzero() would synchronize an accelerator on every call
     flat = targets.reshape(-1)  # [N * C]
+    # k > n / 4 exactly when k > n // 4, for a whole number k
+    cap = int(_SPARSE_MAX_POSITIVE_FRACTION * flat.numel())
+    if (flat.dtype == torch.float32 and POSITIVES_KERNEL
+            and (lib := _positives_library()) is not None):
+        flat = flat.contiguous()
+        found = torch.empty(cap, dtype=torch.int64)  # [cap]; pages past the count stay untouched
+        k = lib.mllb_binary_positives(flat.data_ptr(), flat.numel(), cap, found.data_ptr())
+        return found[:k] if k >= 0 else None
     idx = _flat_nonzero(flat)
-    if idx.numel() > _SPARSE_MAX_POSITIVE_FRACTION * targets.numel():
+    if idx.numel() > cap:
         return None
     if targets.dtype != torch.bool and not bool((flat.take(idx) == 1).all()):
         return None  # soft targets: the dense formula handles them

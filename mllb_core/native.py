@@ -1,7 +1,9 @@
 """Build, cache and load MLLB's small C++ kernels (``ctypes``), with a warning and a fallback.
 
-Three kernels use it: the asymmetric family's AVX-512 loop (``losses/_cpu_fused.py``), AP per
-class (``tasks/_native_ap.py``) and the two-way loss (``losses/ranking.py``). Each is one C++
+Four kernels use it: the asymmetric family's AVX-512 loop (``losses/_cpu_fused.py``), the
+family's positive-target scan (``losses/_positives_kernel.cpp``, loaded by
+``losses/_kernel.py``), AP per class (``tasks/_native_ap.py``) and the two-way loss
+(``losses/ranking.py``). Each is one C++
 file compiled at first use with the C++ compiler inductor needs anyway (``$CXX``, else ``c++``,
 else ``g++``) into a shared library cached under ``$MLLB_CACHE/cpu_kernels`` (default
 ``~/.cache/mllb/cpu_kernels``), named by a hash of the source, the compiler, its flags and the

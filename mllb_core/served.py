@@ -19,6 +19,10 @@ The names (:data:`NAMES`):
 * ``ap_cpp``: AP per class in C++ (``tasks/_native_ap.py``; the same bits as the numpy path,
   recorded for completeness).
 
+Not recorded: the eager family's positive-target scan (``losses/_positives_kernel.cpp``), which
+computes positions, not floats: every value and gradient is the same bits with it or with the
+torch ops it replaces (``tests/test_losses/test_positives_kernel.py``).
+
 A path the run did not take is absent: an eager asl run records no loss kernel, and a compiled
 one records ``cpu_fused`` or ``torch_compile`` (both, if some calls took each). A loss that
 ``torch.compile`` compiles whole (``--compile loss`` with a loss outside the family, two_way

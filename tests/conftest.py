@@ -80,14 +80,15 @@ def fresh_kernel_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     loaded in this process (each loader's per-process cache cleared) for the test's duration;
     yields the folder the libraries go to.
 
-    Imports the three loaders when used (the AVX-512 loss loop, the AP kernel, the two-way
-    kernel), so that this file imports nothing of MLLB otherwise.
+    Imports the four loaders when used (the AVX-512 loss loop, the positive-target scan, the
+    AP kernel, the two-way kernel), so that this file imports nothing of MLLB otherwise.
     """
     from losses._cpu_fused import _library
+    from losses._kernel import _positives_library
     from losses.ranking import _two_way_library
     from tasks._native_ap import library
 
-    loaders = (_library, _two_way_library, library)
+    loaders = (_library, _positives_library, _two_way_library, library)
     monkeypatch.setenv("MLLB_CACHE", str(tmp_path))
     for load in loaders:
         load.cache_clear()
