@@ -170,4 +170,4 @@ def value_and_grad(z: Tensor, targets: Tensor, hp: PolyParams, reduction: str,
     total = lib.mllb_poly_value_and_grad(z.data_ptr(), y.data_ptr(), grad.data_ptr(),
                                          z.numel(), scale * reduce_factor,
                                          torch.get_num_threads())
-    return torch.tensor(total * reduce_factor, dtype=torch.float32), grad
+    return torch.tensor(total * reduce_factor, dtype=torch.float32, device=z.device), grad

@@ -361,7 +361,7 @@ _STRIDED_NONZERO_ROWS = 16
 
 def _flat_nonzero(flat: Tensor) -> Tensor:
     """Positions of the nonzero entries of the 1-D ``flat`` (NaN counts as nonzero, -0.0 does not,
-    as in ``nonzero``), in no particular order: [P] int64.
+    as in ``nonzero``), in ascending order, as ``nonzero``'s: [P] int64.
 
     ATen's CPU ``nonzero`` took 0.23 ms over 256,000 sparse binary floats on the AMD EPYC machine
     of BENCHMARKS.md ("Session of 2026-11-28 03:22 UTC"), where their ``sum`` takes 0.011 ms.
@@ -392,7 +392,7 @@ def _flat_nonzero(flat: Tensor) -> Tensor:
 # environment, or False here, keeps the torch ops of ``_flat_nonzero``
 POSITIVES_KERNEL = os.environ.get("MLLB_POSITIVES_KERNEL", "1") != "0"
 _POSITIVES_SOURCE = Path(__file__).with_name("_positives_kernel.cpp")
-_POSITIVES_FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared")
+_POSITIVES_FLAGS = ("-O3", "-std=gnu++17", "-fopenmp", "-fPIC", "-shared")
 
 
 @functools.cache
@@ -402,21 +402,23 @@ def _positives_library() -> ctypes.CDLL | None:
     ptr = ctypes.c_void_p
     return native.load(
         "MLLB's positive-target scan", "positives", _POSITIVES_SOURCE, _POSITIVES_FLAGS,
-        "sparse targets are found with torch's nonzero instead",
-        {"mllb_binary_positives": (ctypes.c_int64, [ptr, ctypes.c_int64, ctypes.c_int64, ptr])},
+        "sparse targets are found with torch ops instead",
+        {"mllb_binary_positives": (ctypes.c_int64, [ptr, ctypes.c_int64, ctypes.c_int64, ptr,
+                                                    ctypes.c_int])},
         stacklevel=3)
 
 
 def _binary_positive_index(targets: Tensor) -> Tensor | None:
-    """Row-major positions [P] of the positives when targets are binary and sparse enough (CPU
-    only; at most a quarter of the entries positive), else None.
+    """Row-major positions [P] of the positives, ascending, when targets are binary and sparse
+    enough (CPU only; at most a quarter of the entries positive), else None.
 
     float32 targets (what the tasks hand the loss) go through the C++ scan of
     ``_positives_kernel.cpp``: one pass instead of about ten ATen calls (BENCHMARKS.md,
-    "Session of 2026-11-28 09:40 UTC"). It returns the positions in ascending order, the torch
-    path in no particular order: every use (``take``, ``put_`` of distinct positions, an
-    elementwise formula) gives the same bits either way. Other dtypes, ``POSITIVES_KERNEL``
-    off, or no compiler: the torch ops.
+    "Session of 2026-11-28 09:40 UTC"). Both paths return the positions in ascending order,
+    and that order matters: an elementwise ATen op over the positives' values rounds an
+    element of its vectorized body and one of its scalar tail differently, so a permuted index
+    could move the positive branch's last bits. Other dtypes, ``POSITIVES_KERNEL`` off, or no
+    compiler: the torch ops.
     """
     if targets.device.type != "cpu":
         return None  # nonzero() would synchronize an accelerator on every call
@@ -425,9 +427,13 @@ def _binary_positive_index(targets: Tensor) -> Tensor | None:
     cap = int(_SPARSE_MAX_POSITIVE_FRACTION * flat.numel())
     if (flat.dtype == torch.float32 and POSITIVES_KERNEL
             and (lib := _positives_library()) is not None):
-        flat = flat.contiguous()
-        found = torch.empty(cap, dtype=torch.int64)  # [cap]; pages past the count stay untouched
-        k = lib.mllb_binary_positives(flat.data_ptr(), flat.numel(), cap, found.data_ptr())
+        flat = flat.contiguous()  # a strided view (e.g. one column of [N, C]) is copied
+        # [N * C]: each thread's part writes from its own first index. On the CPU, never a
+        # default device set by `with torch.device(...)`: the kernel writes through its
+        # pointer. Only the pages written are ever touched (for sparse targets, a few).
+        found = torch.empty(flat.numel(), dtype=torch.int64, device=flat.device)
+        k = lib.mllb_binary_positives(flat.data_ptr(), flat.numel(), cap, found.data_ptr(),
+                                      torch.get_num_threads())
         return found[:k] if k >= 0 else None
     idx = _flat_nonzero(flat)
     if idx.numel() > cap:

@@ -260,16 +260,18 @@ def _two_way_kernel(x: Tensor, posf: Tensor, tp: float, tn: float,
     n, c = x.shape
     grad = torch.empty_like(x) if need_grad else None
     work = scratch("two_way_e", x) if need_grad else None  # [N, C] the columns' exps
-    bad_rows = torch.empty(n, dtype=torch.uint8)
-    bad_cols = torch.empty(c, dtype=torch.uint8)
-    counts = torch.empty(2, dtype=torch.int64)
+    # on x's device (the CPU), never a default device set by `with torch.device(...)`: the
+    # kernel writes through these pointers
+    bad_rows = torch.empty(n, dtype=torch.uint8, device=x.device)
+    bad_cols = torch.empty(c, dtype=torch.uint8, device=x.device)
+    counts = torch.empty(2, dtype=torch.int64, device=x.device)
     note_served("two_way_cpp")  # the results' extra.kernels (mllb_core/served.py)
     value = _two_way_library().mllb_two_way(
         x.data_ptr(), posf.data_ptr(), n, c, tp, tn, _SHARED_SHIFT_MIN,
         grad.data_ptr() if grad is not None else None,
         work.data_ptr() if work is not None else None,
         bad_rows.data_ptr(), bad_cols.data_ptr(), counts.data_ptr(), torch.get_num_threads())
-    out = torch.tensor(value, dtype=x.dtype)
+    out = torch.tensor(value, dtype=x.dtype, device=x.device)
     for dim, bad, count in ((1, bad_rows, counts[0]), (0, bad_cols, counts[1])):
         lines = bad.nonzero(as_tuple=True)[0]
         if not lines.numel():

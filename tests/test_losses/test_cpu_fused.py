@@ -150,6 +150,20 @@ def test_extreme_logits_behave_as_the_closed_form_in_torch_ops(
     assert len(loop_calls) == len(EXTREMES)
 
 
+def test_a_default_device_context_does_not_move_the_loops_result(
+        loop_calls: list[int]) -> None:
+    # the loss value is made from the loop's double sum: without a device, under
+    # `with torch.device("meta")` it became a meta tensor beside a CPU gradient
+    z, y = _inputs("asl", (20, 30), 0)
+    loss = create_loss("asl", compile=True)
+    want = _value_and_grad(loss, z.float(), y.float())
+    with torch.device("meta"):
+        got = _value_and_grad(loss, z.float(), y.float())
+    assert len(loop_calls) == 2
+    assert got[0].device.type == "cpu"
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
 def test_exp_rounds_to_the_subnormals_as_exp_does(loop_calls: list[int]) -> None:
     # a negative's gradient without focusing or margin is sigmoid(z) ~ exp(z): below z = -87.3
     # a subnormal float32, where the loop's 2^n scaling (vscalefps) must round once, to within

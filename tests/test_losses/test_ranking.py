@@ -122,6 +122,20 @@ def test_the_kernel_equals_float64_and_the_same_on_any_thread_count(
 
 
 @pytest.mark.skipif(not HAS_KERNEL, reason="the two-way kernel does not serve here")
+def test_a_default_device_context_does_not_move_the_kernels_buffers() -> None:
+    # the kernel writes through its buffers' pointers: made without a device under
+    # `with torch.device("meta")` they were meta tensors (null pointers)
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(40, 33, generator=g), (torch.rand(40, 33, generator=g) < 0.1).float()
+    loss = create_loss("two_way")
+    want = _value_grad(loss, x, y)
+    with torch.device("meta"):
+        got = _value_grad(loss, x, y)
+    assert got[0].device.type == "cpu"
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="the two-way kernel does not serve here")
 def test_the_kernel_without_a_gradient_gives_the_same_value(
         monkeypatch: pytest.MonkeyPatch) -> None:
     g = torch.Generator().manual_seed(4)

@@ -179,4 +179,5 @@ def test_strided_positive_scan_finds_what_nonzero_finds(n: int, dtype: torch.dty
         flat[5], flat[k + 5] = 1.0, -1.0
         flat[20], flat[21], flat[-1] = float("nan"), -0.0, 2.0
     got = _kernel._flat_nonzero(flat)
-    assert torch.equal(got.sort().values, _nonzero_reference(flat))
+    # ascending, as nonzero's: the positive branch's bits depend on the order (_kernel)
+    assert torch.equal(got, _nonzero_reference(flat))
