@@ -101,7 +101,8 @@ def _cpu_has_avx512() -> bool:
 
 def _float(x: float) -> str:
     """A float32 C++ literal equal to ``float(x)`` rounded once to float32 (hex: exact)."""
-    return f"{float(torch.tensor(x, dtype=torch.float32)).hex()}f"
+    # on the CPU, whatever default device a `with torch.device(...)` context sets
+    return f"{float(torch.tensor(x, dtype=torch.float32, device='cpu')).hex()}f"
 
 
 @functools.cache

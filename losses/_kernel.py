@@ -393,6 +393,7 @@ def _flat_nonzero(flat: Tensor) -> Tensor:
 POSITIVES_KERNEL = os.environ.get("MLLB_POSITIVES_KERNEL", "1") != "0"
 _POSITIVES_SOURCE = Path(__file__).with_name("_positives_kernel.cpp")
 _POSITIVES_FLAGS = ("-O3", "-std=gnu++17", "-fopenmp", "-fPIC", "-shared")
+_POSITIVES_NO_MEMORY = -3  # the kernel could not store the positions: the torch ops answer
 
 
 @functools.cache
@@ -403,8 +404,9 @@ def _positives_library() -> ctypes.CDLL | None:
     return native.load(
         "MLLB's positive-target scan", "positives", _POSITIVES_SOURCE, _POSITIVES_FLAGS,
         "sparse targets are found with torch ops instead",
-        {"mllb_binary_positives": (ctypes.c_int64, [ptr, ctypes.c_int64, ctypes.c_int64, ptr,
-                                                    ctypes.c_int])},
+        {"mllb_binary_positives": (ctypes.c_int64, [ptr, ctypes.c_int64, ctypes.c_int64,
+                                                    ctypes.c_int]),
+         "mllb_binary_positives_take": (None, [ptr])},
         stacklevel=3)
 
 
@@ -428,13 +430,17 @@ def _binary_positive_index(targets: Tensor) -> Tensor | None:
     if (flat.dtype == torch.float32 and POSITIVES_KERNEL
             and (lib := _positives_library()) is not None):
         flat = flat.contiguous()  # a strided view (e.g. one column of [N, C]) is copied
-        # [N * C]: each thread's part writes from its own first index. On the CPU, never a
-        # default device set by `with torch.device(...)`: the kernel writes through its
-        # pointer. Only the pages written are ever touched (for sparse targets, a few).
-        found = torch.empty(flat.numel(), dtype=torch.int64, device=flat.device)
-        k = lib.mllb_binary_positives(flat.data_ptr(), flat.numel(), cap, found.data_ptr(),
+        k = lib.mllb_binary_positives(flat.data_ptr(), flat.numel(), cap,
                                       torch.get_num_threads())
-        return found[:k] if k >= 0 else None
+        if k >= 0:
+            # [k] on the CPU, never a default device set by `with torch.device(...)`: the
+            # kernel writes through its pointer
+            found = torch.empty(k, dtype=torch.int64, device=flat.device)
+            if k:
+                lib.mllb_binary_positives_take(found.data_ptr())
+            return found
+        if k != _POSITIVES_NO_MEMORY:
+            return None  # more than a quarter positive, or not binary
     idx = _flat_nonzero(flat)
     if idx.numel() > cap:
         return None

@@ -100,7 +100,7 @@ def _zlpr_exact(x: Tensor, pos: Tensor, n: int,
 
 
 # a subset whose shifted sum is below e^-50 is recomputed with its own shift (_zlpr_exact)
-_SHARED_SHIFT_MIN = float(torch.tensor(-50.0, dtype=torch.float64).exp())
+_SHARED_SHIFT_MIN = float(torch.tensor(-50.0, dtype=torch.float64, device="cpu").exp())
 
 
 def _positives(targets: Tensor, dtype: torch.dtype) -> Tensor:

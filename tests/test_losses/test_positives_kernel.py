@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_negative_zero_is_zero_and_the_cap_is_a_quarter(kernel_on: None) -> None
 
 
 @pytest.fixture
-def threads(request: pytest.FixtureRequest) -> object:
+def threads(request: pytest.FixtureRequest) -> Iterator[int]:
     """torch's thread count set to the test's parameter, restored afterwards."""
     before = torch.get_num_threads()
     torch.set_num_threads(request.param)
@@ -97,15 +98,18 @@ def threads(request: pytest.FixtureRequest) -> object:
 
 
 @needs_kernel
-@pytest.mark.parametrize("threads", [1, 2, 3, 8], indirect=True)
-@pytest.mark.parametrize("case", ["sparse", "edges", "soft_late", "over_cap_in_total"])
-def test_every_thread_count_gives_the_rule(case: str, threads: int, kernel_on: None) -> None:
-    # 300,007 entries: up to 9 parts of at least 32,768 (8 threads: parts of 37,504, a tail)
+@pytest.mark.parametrize("threads", [1, 2, 3, 8, 16], indirect=True)
+@pytest.mark.parametrize("case", ["sparse", "edges", "soft_late", "over_cap_in_total",
+                                  "last_part_only"])
+def test_every_thread_count_gives_the_rule(case: str, threads: int, kernel_on: None,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # 300,007 entries: at most 9 parts of at least 32,768 (8 threads: parts of 37,504 and a
+    # shorter last one; 16 threads: still 9)
     n = 300_007
     g = torch.Generator().manual_seed(threads)
     y = (torch.rand(n, generator=g) < 0.01).float()
     if case == "edges":  # both sides of every possible part boundary, and the last entry
-        for parts in (2, 3, 8):
+        for parts in (2, 3, 8, 9):
             part = math.ceil(math.ceil(n / parts) / 32) * 32  # the kernel's part length
             for t in range(1, parts):
                 y[t * part - 1] = y[t * part] = 1.0
@@ -115,7 +119,44 @@ def test_every_thread_count_gives_the_rule(case: str, threads: int, kernel_on: N
     elif case == "over_cap_in_total":  # no part above the cap alone, all of them together
         y[:] = 0.0
         y[torch.arange(0, n, 3)] = 1.0  # 100,003 positives > 75,001
+    elif case == "last_part_only":  # every other part finds nothing
+        y[:] = 0.0
+        y[[n - 40, n - 2]] = 1.0
+    lib = _kernel._positives_library()
+    real = lib.mllb_binary_positives
+    asked: list[int] = []
+
+    def recorded(*args: object) -> int:
+        asked.append(args[-1])  # type: ignore[arg-type]
+        return real(*args)
+
+    monkeypatch.setattr(lib, "mllb_binary_positives", recorded)
     assert _scan(y) == _reference(y.tolist())
+    assert asked == [threads]  # the kernel was asked to use every thread torch has
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [0, -1, 1 << 20])
+def test_any_thread_count_the_kernel_is_handed_is_safe(threads: int) -> None:
+    # torch never reports fewer than one thread, but the C function must not trust that
+    g = torch.Generator().manual_seed(3)
+    y = (torch.rand(100_000, generator=g) < 0.01).float()
+    lib = _kernel._positives_library()
+    k = lib.mllb_binary_positives(y.data_ptr(), y.numel(), y.numel() // 4, threads)
+    found = torch.empty(k, dtype=torch.int64)
+    lib.mllb_binary_positives_take(found.data_ptr())
+    assert found.tolist() == _reference(y.tolist())
+
+
+@needs_kernel
+def test_positions_it_could_not_store_are_found_by_the_torch_ops(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_kernel, "POSITIVES_KERNEL", True)
+    lib = _kernel._positives_library()
+    monkeypatch.setattr(lib, "mllb_binary_positives", lambda *args: -3)  # out of memory
+    y = torch.zeros(50_000)
+    y[[0, 7, 49_999]] = 1.0
+    assert _scan(y) == [0, 7, 49_999]
 
 
 @needs_kernel
