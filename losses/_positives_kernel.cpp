@@ -37,8 +37,15 @@ constexpr int64_t kNotBinary = -2;   // an entry neither 0 nor 1 (soft, negative
 constexpr int64_t kNoMemory = -3;    // positions could not be stored: the caller scans itself
 
 // The positions found by this thread's last call, one vector per part; kept so that their
-// memory is reused (bounded by the most positives a call has had).
+// memory is reused from one sparse call to the next (bounded by the most positives such a call
+// has had) and released after a call whose targets are not sparse binary (which may have
+// stored up to cap positions a part before finding out).
 thread_local std::vector<std::vector<int64_t>> t_found;
+
+// Frees the positions kept for this thread.
+void release(std::vector<std::vector<int64_t>>& found) {
+  for (std::vector<int64_t>& part : found) std::vector<int64_t>().swap(part);
+}
 
 // Whether the block at y holds only +0.0 and -0.0 (the bits without their signs, OR-ed).
 inline bool block_is_zero(const float* y) {
@@ -102,16 +109,22 @@ extern "C" int64_t mllb_binary_positives(const float* y, int64_t n, int64_t cap,
   int64_t total = 0;
   bool stored = true;
   for (int64_t t = 0; t < parts; ++t) {
-    if (counts[t] == kOverCap || counts[t] == kNotBinary) return counts[t];  // either is final
+    if (counts[t] == kOverCap || counts[t] == kNotBinary) {  // either is final
+      release(found);
+      return counts[t];
+    }
     if (counts[t] == kNoMemory) stored = false;
     else total += counts[t];
   }
-  if (!stored) return kNoMemory;
-  return total > cap ? kOverCap : total;
+  if (!stored || total > cap) {
+    release(found);
+    return stored ? kOverCap : kNoMemory;
+  }
+  return total;
 }
 
-// Copies the positions of this thread's last successful mllb_binary_positives call into out
-// (room for its count), ascending.
+// Copies the positions of this thread's last mllb_binary_positives call into out (room for its
+// count), ascending. Call it only after that call returned a count (k >= 0).
 extern "C" void mllb_binary_positives_take(int64_t* out) {
   int64_t k = 0;
   for (const std::vector<int64_t>& part : t_found) {

@@ -154,9 +154,35 @@ def test_positions_it_could_not_store_are_found_by_the_torch_ops(
     monkeypatch.setattr(_kernel, "POSITIVES_KERNEL", True)
     lib = _kernel._positives_library()
     monkeypatch.setattr(lib, "mllb_binary_positives", lambda *args: -3)  # out of memory
+    real = _kernel._flat_nonzero
+    torch_calls: list[int] = []
+
+    def counted(flat: torch.Tensor) -> torch.Tensor:
+        torch_calls.append(1)
+        return real(flat)
+
+    monkeypatch.setattr(_kernel, "_flat_nonzero", counted)
     y = torch.zeros(50_000)
     y[[0, 7, 49_999]] = 1.0
     assert _scan(y) == [0, 7, 49_999]
+    assert torch_calls == [1]
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2], indirect=True)
+def test_a_call_finds_only_its_own_positions(
+        threads: int, kernel_on: None) -> None:
+    # the kernel keeps positions between calls (dropped after a dense or soft one)
+    n = 100_000
+    dense = (torch.arange(n) % 2 == 0).float()  # half positive: more than the cap
+    soft = torch.zeros(n)
+    soft[[5, 60_000]] = 1.0
+    soft[70_000] = 0.5
+    sparse = torch.zeros(n)
+    sparse[[3, 99_999]] = 1.0
+    for first in (dense, soft, sparse):
+        assert _scan(first) == (None if first is not sparse else [3, 99_999])
+        assert _scan(sparse) == [3, 99_999]
 
 
 @needs_kernel
