@@ -364,7 +364,7 @@ def instrumented_pieces(batch_size: int, epochs: int,
 # name of a shared piece -> (label, class, attribute): timed alike in the engine and the bare loop
 SHARED: dict[str, tuple[str, Any, str]] = {
     "forward": ("forward (`task.logits_and_targets`)", ArrayTask, "logits_and_targets"),
-    "loss": ("loss (`forward` of the loss module)", None, "forward"),  # class set at run time
+    "loss": ("loss (`forward` of the loss module)", type(create_loss(LOSS)), "forward"),
     "backward": ("`Tensor.backward`", torch.Tensor, "backward"),
     "step": ("optimizer `step` (AdamW)", torch.optim.AdamW, "step"),
     "zero_grad": ("optimizer `zero_grad`", torch.optim.Optimizer, "zero_grad"),
@@ -381,8 +381,7 @@ def shared_pieces_run(side: str, batch_size: int, epochs: int, task_kwargs: dict
     """
     timers = _Timers()
     patches = []
-    for key, (_, cls, attr) in SHARED.items():
-        owner = cls if cls is not None else type(create_loss(LOSS))
+    for key, (_, owner, attr) in SHARED.items():
         patches.append((owner, attr, timers.wrap(key, getattr(owner, attr),
                                                  only_with_grad=True)))
     with _patched(patches):

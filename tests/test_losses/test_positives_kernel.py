@@ -42,6 +42,20 @@ def _scan(targets: torch.Tensor) -> list[int] | None:
     return None if idx is None else idx.tolist()
 
 
+def _spy(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[tuple]:
+    """Every call's arguments of ``owner.name`` (a module function or a kernel entry point),
+    which still runs."""
+    real = getattr(owner, name)
+    calls: list[tuple] = []
+
+    def recorded(*args: object) -> object:
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls
+
+
 @pytest.fixture
 def kernel_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """The scan switched on, and a failure if the torch path answers instead."""
@@ -122,17 +136,10 @@ def test_every_thread_count_gives_the_rule(case: str, threads: int, kernel_on: N
     elif case == "last_part_only":  # every other part finds nothing
         y[:] = 0.0
         y[[n - 40, n - 2]] = 1.0
-    lib = _kernel._positives_library()
-    real = lib.mllb_binary_positives
-    asked: list[int] = []
-
-    def recorded(*args: object) -> int:
-        asked.append(args[-1])  # type: ignore[arg-type]
-        return real(*args)
-
-    monkeypatch.setattr(lib, "mllb_binary_positives", recorded)
+    calls = _spy(monkeypatch, _kernel._positives_library(), "mllb_binary_positives")
     assert _scan(y) == _reference(y.tolist())
-    assert asked == [threads]  # the kernel was asked to use every thread torch has
+    # the kernel was asked to use every thread torch has
+    assert [args[-1] for args in calls] == [threads]
 
 
 @needs_kernel
@@ -154,18 +161,11 @@ def test_positions_it_could_not_store_are_found_by_the_torch_ops(
     monkeypatch.setattr(_kernel, "POSITIVES_KERNEL", True)
     lib = _kernel._positives_library()
     monkeypatch.setattr(lib, "mllb_binary_positives", lambda *args: -3)  # out of memory
-    real = _kernel._flat_nonzero
-    torch_calls: list[int] = []
-
-    def counted(flat: torch.Tensor) -> torch.Tensor:
-        torch_calls.append(1)
-        return real(flat)
-
-    monkeypatch.setattr(_kernel, "_flat_nonzero", counted)
+    torch_calls = _spy(monkeypatch, _kernel, "_flat_nonzero")
     y = torch.zeros(50_000)
     y[[0, 7, 49_999]] = 1.0
     assert _scan(y) == [0, 7, 49_999]
-    assert torch_calls == [1]
+    assert len(torch_calls) == 1
 
 
 @needs_kernel
@@ -236,15 +236,7 @@ def test_losses_give_the_same_bits_with_and_without_the_scan(
     y = (torch.rand(*shape, generator=g) < 0.02).float()
     y[0, 0] = 1.0  # at least one positive
     loss = create_loss(name, reduction=reduction)
-    calls: list[int] = []
-    lib = _kernel._positives_library()
-    real = lib.mllb_binary_positives
-
-    def counted(*args: object) -> int:
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(lib, "mllb_binary_positives", counted)
+    calls = _spy(monkeypatch, _kernel._positives_library(), "mllb_binary_positives")
     got = []
     for on in (True, False):
         monkeypatch.setattr(_kernel, "POSITIVES_KERNEL", on)
@@ -252,7 +244,7 @@ def test_losses_give_the_same_bits_with_and_without_the_scan(
         value = loss(x, y)
         value.sum().backward()
         got.append((value.detach(), x.grad))
-    assert calls == [1]  # the kernel answered the first call, the torch ops the second
+    assert len(calls) == 1  # the kernel answered the first call, the torch ops the second
     assert torch.equal(got[0][0], got[1][0]) and torch.equal(got[0][1], got[1][1])
 
 
